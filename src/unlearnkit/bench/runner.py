@@ -33,7 +33,7 @@ from ..data.forget import make_split
 from ..data.sources import DataSource, load_data
 from ..errors import ConfigError, DivergenceError
 from ..methods.api import build_config
-from ..methods.base import METHODS, MethodConfig, RunContext, make_config
+from ..methods.base import METHODS, MethodConfig, RunContext, make_config, run_method
 from ..methods.training import fit
 from ..models.registry import reinitialise
 from ..seeding import seed_everything
@@ -218,7 +218,7 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     try:
-        unlearned = METHODS.get(method)().run(working, task, split, config, ctx)
+        unlearned = run_method(method, working, task, split, config, ctx)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     except DivergenceError as exc:

@@ -50,7 +50,7 @@ def _lm_model(name: str, source: DataSource, seed: int) -> nn.Module:
 WORKLOADS = {
     "image": Workload(
         kind="image",
-        make_task=lambda source: ClassificationTask(source.num_classes),
+        make_task=lambda source: ClassificationTask(source.num_classes, source.pipeline),
         make_model=lambda name, source, seed: build_model(name, source.input_shape, source.num_classes, seed=seed),
         recipe=TrainConfig, model="cnn", scenarios=("class:0", "random:0.1"),
         audits=("accuracy", "mia", "relearn", "weights"), seeds=3, quick_epochs=10,

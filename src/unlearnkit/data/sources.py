@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from ..registry import Registry
 from .dataset import TensorData, labels_of
+from .transforms import ImagePipeline
 
 
 @dataclass
@@ -40,6 +41,9 @@ class DataSource:
     # What `unlearnkit bench` runs on this data when the user does not say (empty: the kind's defaults).
     default_scenarios: tuple[str, ...] = ()
     default_audits: tuple[str, ...] = ()
+    # Image sources: how a stored batch (often uint8 pixels) becomes a model input — scaling,
+    # normalisation, and the training augmentation (data/transforms.py). None: inputs are used as stored.
+    pipeline: ImagePipeline | None = None
 
     def coarse(self) -> "DataSource":
         """The same examples labelled with their group (``groups``); fine labels kept in ``fine_labels``."""
@@ -58,7 +62,7 @@ class DataSource:
             test=TensorData(self.test.x, lookup[self.test.y], self.test.index),
             num_classes=len(group_ids), input_shape=self.input_shape,
             class_names=[f"group{g}" for g in group_ids], groups=None,
-            fine_labels=(labels_of(self.train), labels_of(self.test)),
+            fine_labels=(labels_of(self.train), labels_of(self.test)), pipeline=self.pipeline,
         )
 
     def describe(self) -> str:

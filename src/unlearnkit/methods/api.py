@@ -10,7 +10,7 @@ from torch import nn
 from ..data.split import Split
 from ..seeding import seed_everything
 from ..tasks.base import Task
-from .base import METHODS, MethodConfig, RunContext, make_config
+from .base import METHODS, MethodConfig, RunContext, make_config, run_method
 
 
 def build_config(method: str, config: MethodConfig | None = None, **hparams: Any) -> MethodConfig:
@@ -44,7 +44,7 @@ def unlearn(
         ctx = RunContext(device=torch.device(device) if device else _model_device(model))
     ctx.generator = seed_everything(cfg.seed)
     working = copy.deepcopy(model).to(ctx.device)
-    return METHODS.get(method)().run(working, task, split, cfg, ctx)
+    return run_method(method, working, task, split, cfg, ctx)
 
 
 def _model_device(model: nn.Module) -> torch.device:

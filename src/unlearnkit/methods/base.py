@@ -29,7 +29,9 @@ class MethodConfig:
     after a linear ``warmup`` over that fraction of the steps (0 = none).
     ``grad_clip``: max global gradient norm, 0 disables.  ``seed``: the unlearning-run seed
     (data order, random labels, noise), separate from the seeds of the original training and
-    of the forget-set draw.
+    of the forget-set draw.  ``augment``: apply the data's training augmentation (random crop/flip
+    on images, drawn from a generator seeded by ``seed``) to the batches the method sees, as the
+    reference code's unlearning loaders do; False feeds inputs as stored.
     """
 
     epochs: int = 5
@@ -42,6 +44,7 @@ class MethodConfig:
     grad_clip: float = 0.0
     warmup: float = 0.0
     seed: int = 0
+    augment: bool = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -154,3 +157,19 @@ def describe_config(config_cls: type[MethodConfig]) -> str:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         parts.append(f"{f.name}={default}")
     return " ".join(parts)
+
+
+def augmentation_generator(config: MethodConfig) -> torch.Generator | None:
+    """The generator of a run's augmentation draws (``None`` when ``config.augment`` is off); its own
+    stream, so switching augmentation on or off leaves the method's other random draws unchanged."""
+    if not getattr(config, "augment", True):
+        return None
+    return torch.Generator().manual_seed(1_000_003 * int(config.seed) + 17)
+
+
+def run_method(name: str, model: nn.Module, task: Task, split: Split, config: MethodConfig,
+               ctx: RunContext) -> nn.Module:
+    """Run the registered method ``name`` on ``model`` (edited in place), with the data's training
+    augmentation switched on as ``config.augment`` says. Every caller goes through here."""
+    with task.augmenting(augmentation_generator(config)):
+        return METHODS.get(name)().run(model, task, split, config, ctx)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..tasks.base import Task
-from .base import MethodConfig, RunContext
+from .base import MethodConfig, RunContext, augmentation_generator
 from .loop import LoopMethod, run_loop
 
 
@@ -50,4 +50,5 @@ class _Fit(LoopMethod):
 
 def fit(model: nn.Module, task: Task, data: Dataset, config: MethodConfig, ctx: RunContext) -> nn.Module:
     """Minimise the mean task loss over ``data`` with ``config``'s recipe; edits ``model`` in place."""
-    return run_loop(_Fit(), model, task, {"data": data}, config, ctx)
+    with task.augmenting(augmentation_generator(config)):
+        return run_loop(_Fit(), model, task, {"data": data}, config, ctx)

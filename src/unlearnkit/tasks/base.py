@@ -12,12 +12,16 @@ A method never knows whether it edits an image classifier or a language model. I
 - ``hidden(model, batch, layer)``   activations at a named submodule (representation steering)
 - ``correct(model, batch)``         per-example 0/1 correctness (accuracy audits)
 - ``concat(batches)``                one batch holding the given batches in order (merged forwards)
-- ``to_device(batch, device)``, ``batch_size(batch)``
+- ``to_device(batch, device)``, ``batch_size(batch)``  (to_device also turns stored inputs into model
+                                    inputs, e.g. uint8 pixels → normalised floats)
+- ``augmenting(generator)``         context in which ``to_device`` applies the data's training
+                                    augmentation (random crop/flip for images; nothing for text)
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -31,6 +35,12 @@ class Task(ABC):
 
     @abstractmethod
     def batch_size(self, batch: Batch) -> int: ...
+
+    @contextmanager
+    def augmenting(self, generator: torch.Generator | None) -> Iterator[None]:
+        """Within this context ``to_device`` applies training augmentation drawn from ``generator``
+        (``None``: no augmentation). Tasks without augmentation ignore it."""
+        yield
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -1,20 +1,40 @@
 """Classification: batches are ``(inputs, labels)``; the loss is per-example cross-entropy."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.transforms import ImagePipeline
 from .base import Task
 
 
 class ClassificationTask(Task):
-    def __init__(self, num_classes: int):
+    """``pipeline`` (the source's :class:`ImagePipeline`) turns stored inputs into model inputs in
+    ``to_device``; its random crop/flip apply only inside :meth:`augmenting`."""
+
+    def __init__(self, num_classes: int, pipeline: ImagePipeline | None = None):
         self.num_classes = num_classes
+        self.pipeline = pipeline
+        self._augment: torch.Generator | None = None
+
+    @contextmanager
+    def augmenting(self, generator):
+        previous, self._augment = self._augment, generator
+        try:
+            yield
+        finally:
+            self._augment = previous
 
     def to_device(self, batch, device):
         x, y = batch
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True)
+        if self.pipeline is not None:
+            x = self.pipeline(x, augment=self._augment is not None and self.pipeline.augments,
+                              generator=self._augment)
+        return x, y.to(device, non_blocking=True)
 
     def batch_size(self, batch) -> int:
         return len(batch[1])
