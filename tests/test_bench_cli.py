@@ -37,6 +37,7 @@ def test_bench_end_to_end_through_cli(tmp_path, capsys):
     assert all(r["metrics"]["avg_gap"] == 0.0 for r in retrain)
     assert all(r["metrics"]["targets_per_s"] > 0 for r in records if r["method"] in ("ga", "finetune"))
     assert all("targets_per_s" not in r["metrics"] for r in records if r["method"] == "original")
+    assert all(r["metrics"]["peak_rss_mib"] > 0 for r in records if r["status"] == "ok")
     assert {r["scenario"] for r in records} == {"class:1", "random:0.1"}
 
 

@@ -48,6 +48,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "targets_per_s": ("higher", "answer tokens (text) or examples (images) per second through the shared loop's "
                                 "optimizer steps (absent for methods with their own loop, e.g. entangle)"),
     "peak_gpu_mib": ("lower", "peak GPU memory allocated during the unlearning run (CUDA only)"),
+    "peak_rss_mib": ("lower", "peak resident memory of the process during the unlearning run (MiB; sampled "
+                              "every 5 ms, Linux)"),
+    "rss_increase_mib": ("lower", "peak_rss_mib minus the resident memory when the run started (MiB): what "
+                                  "the method itself needed"),
 }
 
 # The four metrics SalUn's Avg Gap averages over.

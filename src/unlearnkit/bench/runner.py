@@ -37,6 +37,7 @@ from ..methods.base import METHODS, MethodConfig, RunContext, make_config, run_m
 from ..methods.training import fit
 from ..models.registry import reinitialise
 from ..seeding import seed_everything
+from .memory import PeakMemory
 from .originals import original_model
 from .store import ResultStore
 from .workload import Workload, workload_for
@@ -214,13 +215,12 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
         "forget_size": len(split.forget_idx), "retain_size": len(split.retain_idx),
     }
     working = copy.deepcopy(original)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     try:
-        unlearned = run_method(method, working, task, split, config, ctx)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        with PeakMemory(device) as memory:
+            unlearned = run_method(method, working, task, split, config, ctx)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
     except DivergenceError as exc:
         record.update(status="diverged", error=str(exc), metrics={"seconds": time.perf_counter() - start})
         return record, None
@@ -238,8 +238,7 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
     metrics["seconds"] = seconds
     if ctx.targets_seen and seconds > 0:
         metrics["targets_per_s"] = ctx.targets_seen / seconds
-    if device.type == "cuda":
-        metrics["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    metrics.update(memory.metrics())  # of the unlearning run, not of the audits
     record.update(status="ok", metrics=metrics, trace={k: v for k, v in ctx.trace.items()})
     return record, unlearned
 
