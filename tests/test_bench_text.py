@@ -24,8 +24,8 @@ def test_bench_with_a_local_hf_model_on_tofu_mini(tmp_path, capsys):
     assert "forget_quality" in printed and "model_utility" in printed
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["method"] for r in records] == ["retrain", "ga", "entangle"]
-    # entangle needs class labels or an adjacent set: recorded as not applicable, the bench goes on
-    assert records[2]["status"] == "not applicable" and "adjacency" in records[2]["error"]
+    # entangle on text takes the retain QA nearest to the forget QA as its adjacent set
+    assert records[2]["status"] == "ok" and records[2]["config"]["adjacency"] == "auto"
     assert records[1]["config"]["optimizer"] == "adamw"  # the text workload's method defaults
     assert records[0]["model"] == "hf:my-model"
     assert records[0]["metrics"]["forget_quality"] == 1.0  # retrain against itself

@@ -4,7 +4,7 @@ A tiny random Llama, a generated fictitious-author QA set (``encode_qa``) and a 
 ``DataSource(kind="text")`` with a named split. Each method runs one short ``unlearn`` (1 epoch,
 batch 4) and must return a new, finite model that differs from the input (``original`` must
 return it unchanged), leaving the input untouched. ``entangle`` gets its adjacent set from an
-explicit indices file (its automatic "nearest" adjacency reads class labels; text has none).
+explicit indices file here; its automatic "nearest" adjacency on text is tested on its own.
 
 Defining properties on text: ROSU's perturbation is retain-orthogonal (its trace, and a finite
 difference of the retain loss against UAM's), GA raises the forget loss, the refusal methods make
@@ -174,3 +174,32 @@ def test_minmax_npo_forget_loss_on_text(tok, lm_task, source, name):
     if name == "rosu":
         for dot_value, eps, gr in zip(ctx.trace["eps_dot_gr"], ctx.trace["eps_norm"], ctx.trace["gr_norm"]):
             assert abs(dot_value) <= 1e-4 * eps * gr + 1e-12
+
+
+def test_entangle_nearest_adjacency_on_text_picks_the_retain_rows_nearest_to_some_forget_row(model, lm_task, split):
+    """Without class labels, the adjacent set is the k retain examples whose mean-pooled last-layer
+    feature is nearest (Euclidean) to some forget example's; checked against a direct computation."""
+    from unlearnkit.methods.entangle import EntangleConfig, resolve_adjacency
+    from unlearnkit.tasks.base import head_layer
+
+    config = EntangleConfig(adjacency="nearest", auto_adjacent_examples=5)
+    task = lm_task
+    adjacency = resolve_adjacency(model, task, split, config, torch.device("cpu"))
+    assert head_layer(model) == "lm_head"  # its input, the final-norm hidden state, is the feature
+
+    def pooled(rows):
+        ids = next(iter(iterate_batches(rows, 1000)))[0]
+        with torch.no_grad():
+            h = model(input_ids=ids, attention_mask=(ids != task.pad_id), output_hidden_states=True).hidden_states[-1]
+        mask = (ids != task.pad_id).float()[..., None]
+        return (h * mask).sum(1) / mask.sum(1)
+
+    model.eval()
+    f, r = pooled(split.forget), pooled(split.retain)
+    distance = torch.cdist(r, f).min(dim=1).values
+    expected = split.retain_idx[torch.argsort(distance)[:5]]
+    assert torch.equal(adjacency.adjacent_idx, torch.sort(expected).values)
+    assert adjacency.source == "nearest" and len(adjacency.remote_idx) == len(split.retain_idx) - 5
+    # default k: as many as the forget set
+    default = resolve_adjacency(model, task, split, EntangleConfig(adjacency="nearest"), torch.device("cpu"))
+    assert len(default.adjacent_idx) == len(split.forget_idx)

@@ -26,10 +26,15 @@ Where the adjacent set comes from (``adjacency``; "auto" takes the first availab
   1. "split"   — ``split.related`` (``subclass:K`` specs, or ``class:K`` on a source with a class→group
                  map): the paper's a-priori taxonomy;
   2. "file"    — ``adjacent_indices_file``: indices into the training set, a subset of retain;
-  3. "nearest" — **our proposal, not the paper's** (the paper assumes the taxonomy is known): the
-                 ``auto_adjacent_classes`` retain classes whose mean penultimate-layer feature
-                 (``adjacency_signal="features"``; or mean softmax output, ``"softmax"``) under θ₀ is
-                 nearest (Euclidean) to the forget set's mean. Classification only (it reads labels).
+  3. "nearest" — **our proposal, not the paper's** (the paper assumes the taxonomy is known). With
+                 class labels: the ``auto_adjacent_classes`` retain classes whose mean penultimate
+                 feature (the output head's input; ``adjacency_signal="features"``) or mean softmax
+                 output (``"softmax"``) under
+                 θ₀ is nearest (Euclidean) to the forget set's mean. Without class labels (text): the
+                 ``auto_adjacent_examples`` retain examples (0: as many as the forget set) whose
+                 feature (``task.features``: the LM head's input, averaged over real tokens)
+                 is nearest to *some* forget example — the retain QA the model represents like the
+                 forgotten QA.
 
 The model stays in eval mode throughout, as in the official code (BatchNorm statistics frozen,
 dropout off); ``train_mode=True`` switches to train mode.
@@ -109,8 +114,9 @@ class EntangleConfig(MethodConfig):
     ``epochs``: 0 uses the phase counts; > 0 sets both phases to that many epochs (a generic budget knob).
     ``train_mode``: False keeps the model in eval mode as the official code does.
     Adjacency: ``adjacency`` (auto|split|file|nearest), ``adjacent_indices_file``,
-    ``auto_adjacent_classes``, ``adjacency_signal`` (features|softmax), ``feature_layer`` ("" = the
-    input of the last ``nn.Linear``, found as the module registered just before it).
+    ``auto_adjacent_classes``, ``auto_adjacent_examples`` (unlabelled data), ``adjacency_signal``
+    (features|softmax), ``feature_layer`` ("" = the input of the output head, the last ``nn.Linear``; a name =
+    that module's output).
     The generic ``lr``, ``optimizer``, ``momentum``, ``weight_decay``, ``batch_size``, ``schedule``
     and ``grad_clip`` fields are not used.
     """
@@ -136,6 +142,7 @@ class EntangleConfig(MethodConfig):
     adjacency: str = "auto"
     adjacent_indices_file: str = ""
     auto_adjacent_classes: int = 1
+    auto_adjacent_examples: int = 0
     adjacency_signal: str = "features"
     feature_layer: str = ""
 
@@ -147,7 +154,8 @@ class EntangleConfig(MethodConfig):
             raise ConfigError(f"entangle.adjacency_signal must be features or softmax, got {self.adjacency_signal!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"entangle.alpha must be in [0, 1], got {self.alpha}")
-        for name in ("phase1_epochs", "phase2_epochs", "basis_batches", "auto_adjacent_classes"):
+        for name in ("phase1_epochs", "phase2_epochs", "basis_batches", "auto_adjacent_classes",
+                     "auto_adjacent_examples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"entangle.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("p1_remote_batch", "p1_forget_batch", "p2_adjacent_batch", "p2_forget_batch", "p2_remote_batch"):
@@ -192,7 +200,7 @@ def resolve_adjacency(model: nn.Module, task: Task, split: Split, config: Entang
     elif mode == "file":
         adjacent = _adjacent_from_file(split, config.adjacent_indices_file)
     else:
-        adjacent = _nearest_classes(model, task, split, config, device)
+        adjacent = _nearest(model, task, split, config, device)
     retain = split.retain_idx
     remote = retain[~torch.isin(retain, adjacent)]
     if remote.numel() == 0:
@@ -215,25 +223,14 @@ def _adjacent_from_file(split: Split, path: str) -> torch.Tensor:
     return values
 
 
-def penultimate_layer(model: nn.Module) -> str:
-    """Name of the module registered just before the last ``nn.Linear`` (its input: penultimate features)."""
-    names = [name for name, module in model.named_modules() if name and not list(module.children())]
-    modules = dict(model.named_modules())
-    linear = [i for i, name in enumerate(names) if isinstance(modules[name], nn.Linear)]
-    if not linear or linear[-1] == 0:
-        raise ConfigError("entangle: cannot find the penultimate layer; set feature_layer=NAME or adjacency_signal=softmax")
-    return names[linear[-1] - 1]
-
-
 @torch.no_grad()
 def _signal(model, task, dataset, config, device) -> torch.Tensor:
     """Per-example adjacency signal ``[N, D]`` under the current model, in eval mode."""
-    layer = (config.feature_layer or penultimate_layer(model)) if config.adjacency_signal == "features" else ""
     rows = []
     for batch in iterate_batches(dataset, 512):
         batch = task.to_device(batch, device)
-        if layer:
-            rows.append(task.hidden(model, batch, layer).flatten(1).float())
+        if config.adjacency_signal == "features":
+            rows.append(task.features(model, batch, config.feature_layer or None).float())
         else:
             probs = task.log_probs(model, batch).exp()
             if len(probs) != task.batch_size(batch):
@@ -242,25 +239,48 @@ def _signal(model, task, dataset, config, device) -> torch.Tensor:
     return torch.cat(rows).cpu()
 
 
+def _signals(model, task, split, config, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(forget, retain) signals under the current model, in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _signal(model, task, split.forget, config, device), _signal(model, task, split.retain, config, device)
+    finally:
+        model.train(was_training)
+
+
+def _nearest(model, task, split, config, device) -> torch.Tensor:
+    labels = labels_of(split.retain)
+    if split.source.kind == "image" and labels.dim() == 1:
+        return _nearest_classes(model, task, split, config, device)
+    return _nearest_examples(model, task, split, config, device)
+
+
+def _nearest_examples(model, task, split, config, device) -> torch.Tensor:
+    """Our proposal for data without classes: the retain examples nearest to some forget example."""
+    k = config.auto_adjacent_examples or len(split.forget_idx)
+    if k >= len(split.retain_idx):
+        raise ConfigError(f"entangle: auto_adjacent_examples={k} would leave no remote example "
+                          f"(retain has {len(split.retain_idx)})")
+    forget_signal, retain_signal = _signals(model, task, split, config, device)
+    nearest = torch.cat([torch.cdist(chunk, forget_signal).min(dim=1).values
+                         for chunk in retain_signal.split(4096)])
+    chosen = torch.argsort(nearest, stable=True)[:k]
+    log.info("entangle: %d adjacent retain examples (nearest to the forget set; our proposal)", k)
+    return split.retain_idx[chosen]
+
+
 def _nearest_classes(model, task, split, config, device) -> torch.Tensor:
     """Our proposal: the retain classes whose mean signal is nearest to the forget set's mean."""
     k = config.auto_adjacent_classes
     if k < 1:
         raise ConfigError("entangle: automatic adjacency needs auto_adjacent_classes >= 1")
     labels = labels_of(split.retain)
-    if split.source.kind != "image" or labels.dim() != 1:
-        raise ConfigError("entangle: automatic adjacency needs class labels; give adjacent_indices_file "
-                          "(or a split with related examples)")
     classes = torch.unique(labels)
     if k >= len(classes):
         raise ConfigError(f"entangle: auto_adjacent_classes={k} would leave no remote class (retain has {len(classes)})")
-    was_training = model.training
-    model.eval()
-    try:
-        forget_mean = _signal(model, task, split.forget, config, device).mean(0)
-        retain_signal = _signal(model, task, split.retain, config, device)
-    finally:
-        model.train(was_training)
+    forget_signal, retain_signal = _signals(model, task, split, config, device)
+    forget_mean = forget_signal.mean(0)
     means = torch.stack([retain_signal[labels == c].mean(0) for c in classes])
     distance = (means - forget_mean).norm(dim=1)
     chosen = classes[torch.argsort(distance)[:k]]

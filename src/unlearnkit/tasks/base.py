@@ -10,6 +10,9 @@ A method never knows whether it edits an image classifier or a language model. I
                                     flattened to ``[P, C]`` (KL to a reference model)
 - ``relabel(batch, generator)``     the batch with wrong targets (random labels / refusal answers)
 - ``hidden(model, batch, layer)``   activations at a named submodule (representation steering)
+- ``features(model, batch)``       one vector per example ``[B, D]``: the input of the output head
+                                    (or a named layer's output), flattened for images, mean over real
+                                    tokens for text
 - ``correct(model, batch)``         per-example 0/1 correctness (accuracy audits)
 - ``concat(batches)``                one batch holding the given batches in order (merged forwards)
 - ``to_device(batch, device)``, ``batch_size(batch)``  (to_device also turns stored inputs into model
@@ -25,6 +28,8 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 Batch = Any
 
@@ -70,20 +75,42 @@ class Task(ABC):
     def correct(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Per-example correctness as a float tensor of 0/1, shape ``[B]``."""
 
-    def hidden(self, model: nn.Module, batch: Batch, layer: str) -> torch.Tensor:
-        """Output of the submodule named ``layer`` (as in ``model.named_modules()``) on this batch."""
-        return capture_output(model, layer, lambda: self.loss(model, batch))
+    def hidden(self, model: nn.Module, batch: Batch, layer: str, *, inputs: bool = False) -> torch.Tensor:
+        """Output (``inputs=True``: first input) of the submodule named ``layer`` (as in
+        ``model.named_modules()``) on this batch."""
+        return capture_output(model, layer, lambda: self.loss(model, batch), inputs=inputs)
+
+    def features(self, model: nn.Module, batch: Batch, layer: str | None = None) -> torch.Tensor:
+        """One feature vector per example, ``[B, D]``: the output of ``layer``, or by default the
+        input of the model's output head (:func:`head_layer`: the penultimate features), flattened
+        per example."""
+        return self._hidden_or_head(model, batch, layer).flatten(1)
+
+    def _hidden_or_head(self, model, batch, layer):
+        if layer:
+            return self.hidden(model, batch, layer)
+        return self.hidden(model, batch, head_layer(model), inputs=True)
 
 
-def capture_output(model: nn.Module, layer: str, forward) -> torch.Tensor:
+def head_layer(model: nn.Module) -> str:
+    """Name of the model's output head: its last registered ``nn.Linear`` (a classifier's ``fc``, a
+    language model's ``lm_head``). Its input is the penultimate representation."""
+    heads = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not heads:
+        raise ConfigError("the model has no nn.Linear output head; name a layer explicitly")
+    return heads[-1]
+
+
+def capture_output(model: nn.Module, layer: str, forward, *, inputs: bool = False) -> torch.Tensor:
     """Run ``forward()`` and return what the submodule named ``layer`` output (its first element
-    when it returns a tuple, as transformer blocks do)."""
+    when it returns a tuple, as transformer blocks do) — or, with ``inputs=True``, its first input."""
     module = dict(model.named_modules()).get(layer)
     if module is None:
         names = [name for name, _ in model.named_modules() if name]
         raise KeyError(f"model has no layer {layer!r}; layers: {names[:20]}")
     captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    hook = (lambda _m, args, _out: captured.append(args)) if inputs else (lambda _m, _i, out: captured.append(out))
+    handle = module.register_forward_hook(hook)
     try:
         forward()
     finally:

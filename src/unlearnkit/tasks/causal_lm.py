@@ -112,12 +112,21 @@ class CausalLMTask(Task):
         errors = wrong.new_zeros(self.batch_size(batch)).index_add(0, rows, wrong)
         return (errors == 0).float()
 
-    def hidden(self, model, batch, layer: str) -> torch.Tensor:
-        """Output of submodule ``layer`` (e.g. ``"model.layers.1"``), ``[B, T, H]`` over the *untrimmed*
-        batch, so rows from one dataset have the same length and line up with ``input_ids != pad``."""
+    def hidden(self, model, batch, layer: str, *, inputs: bool = False) -> torch.Tensor:
+        """Output (``inputs=True``: input) of submodule ``layer`` (e.g. ``"model.layers.1"``), ``[B, T, H]``
+        over the *untrimmed* batch, so rows from one dataset have the same length and line up with
+        ``input_ids != pad``."""
         input_ids = batch[0]
         return capture_output(model, layer, lambda: model(input_ids=input_ids,
-                                                          attention_mask=self.attention_mask(input_ids)))
+                                                          attention_mask=self.attention_mask(input_ids)),
+                              inputs=inputs)
+
+    def features(self, model, batch, layer: str | None = None) -> torch.Tensor:
+        """The layer's output (default: the LM head's input, the last hidden state) averaged over each
+        row's real (non-padding) tokens, ``[B, H]``."""
+        h = self._hidden_or_head(model, batch, layer)
+        mask = self.attention_mask(batch[0]).to(h.dtype)[..., None]
+        return (h * mask).sum(1) / mask.sum(1).clamp_min(1)
 
     # --- building batches ---
     def prompts(self, batch) -> list[torch.Tensor]:
