@@ -86,3 +86,21 @@ def test_relearn_on_text_thresholds_on_answer_probability():
     assert at_original["rcd_threshold"] == pytest.approx(0.9 * forget_stats(original, task, split.forget, ctx)[2])
     from_scratch = relearn_audit(fresh, task, split, ctx)
     assert from_scratch["rcd"] > 0 and from_scratch["rcd_final_forget_prob"] > 0.5
+
+
+def test_methods_declare_their_text_defaults_and_the_user_overrides_them():
+    """Per-kind defaults (next to each method's config) sit over the workload's shared defaults and
+    under --set."""
+    from unlearnkit.bench.runner import BenchPlan
+    from unlearnkit.bench.workload import WORKLOADS
+    from unlearnkit.methods.training import LMTrainConfig
+
+    text, image = WORKLOADS["text"], WORKLOADS["image"]
+    plan = BenchPlan(data="tofu-mini")
+    recipe = LMTrainConfig()
+    assert plan.method_config("finetune", 0, recipe, text).epochs == 3
+    assert plan.method_config("finetune", 0, recipe, image).epochs == 10
+    assert plan.method_config("rosu", 0, recipe, text).epochs == 1  # inherited from UAM's config
+    assert plan.method_config("finetune", 0, recipe, text).optimizer == "adamw"  # workload default kept
+    user = BenchPlan(data="tofu-mini", overrides={"finetune": {"epochs": "7"}})
+    assert user.method_config("finetune", 0, recipe, text).epochs == 7

@@ -95,8 +95,10 @@ class BenchPlan:
     def method_config(self, method: str, seed: int, recipe: MethodConfig, work: Workload | None = None):
         overrides = dict(self.overrides.get(method, {}))
         if work is not None and method not in (REFERENCE, "original"):
-            known = {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
-            overrides = {**{k: v for k, v in work.method_defaults if k in known}, **overrides}
+            config_cls = METHODS.get(method).Config
+            known = {f.name for f in dataclasses.fields(config_cls)}
+            overrides = {**{k: v for k, v in work.method_defaults if k in known},
+                         **config_cls.kind_defaults.get(work.kind, {}), **overrides}
         if method == REFERENCE:
             # retrain repeats the original's recipe on the retain set
             merged = {**recipe.to_dict(), **overrides, "seed": seed}

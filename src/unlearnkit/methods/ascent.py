@@ -40,6 +40,8 @@ class NegGradPlusConfig(MethodConfig):
     epochs: int = 5
     lr: float = 0.01
     alpha: float = 0.9
+    # text: each epoch is a full pass over the (large) retain QA; 2 keep a TOFU-sized bench in budget
+    kind_defaults = {"text": {"epochs": 2}}
 
 
 @register

@@ -64,6 +64,11 @@ class MethodConfig:
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ConfigError(f"schedule must be constant, cosine or linear, got {self.schedule!r}")
 
+    # Defaults this method takes on one kind of data ("image" / "text"), over the benchmark
+    # workload's shared method defaults and under the user's --set: e.g. fewer epochs over a text
+    # retain set. Declared next to each method's config, with the reason.
+    kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
     def quick_overrides(self) -> dict[str, Any]:
         """What ``--quick`` changes for a smoke run: half the epochs (at least one).
         Methods with phase-specific epoch counts extend this."""
