@@ -25,6 +25,17 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _parse_options(items: list[str]) -> dict[str, str]:
+    """``--data-option KEY=VALUE`` pairs (the loader converts and validates the values)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--data-option {item!r}: expected KEY=VALUE, e.g. groups=map.json")
+        out[key] = value
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning: methods, audits, benchmarks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -45,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("results"), help="output folder for results.jsonl (default: results)")
     bench.add_argument("--set", dest="sets", action="append", default=[], metavar="METHOD.KEY=VALUE",
                        help="override a hyper-parameter, e.g. ga.lr=0.001 or train.epochs=20; repeatable")
+    bench.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option for the data loader, e.g. groups=map.json (fine→coarse map), resize=true, "
+                            "image_column=img; repeatable")
     bench.add_argument("--hf-model", metavar="DIR",
                        help="a local Hugging Face causal-LM folder (save_pretrained) to use as the original model; "
                             "its tokenizer encodes the text data; never downloads")
@@ -67,6 +81,7 @@ def cmd_bench(args) -> int:
         audits=args.audits or (list(FULL_AUDITS) if args.full else None),
         quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
+        data_options=_parse_options(args.data_options),
     )
     records = run_bench(plan)
     print(print_table(records))

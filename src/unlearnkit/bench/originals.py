@@ -4,12 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
+from ..cache import cache_root
 from ..checkpoints import load_weights, save_weights
 from ..data.sources import DataSource
 from ..methods.base import MethodConfig, RunContext
@@ -21,17 +21,13 @@ from .workload import workload_for
 log = logging.getLogger(__name__)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("UNLEARNKIT_CACHE") or Path.home() / ".cache" / "unlearnkit")
-
-
 def original_path(data_arg: str, model: nn.Module, model_name: str, recipe: MethodConfig) -> Path:
     """Keyed by data, architecture (name and every tensor's shape), recipe and seed."""
     shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
     key = json.dumps({"data": data_arg, "model": model_name, "shapes": shapes, "recipe": recipe.to_dict()}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     stem = "".join(c if c.isalnum() else "_" for c in data_arg.split("|")[-1])
-    return cache_dir() / "originals" / f"{stem}-{model_name}-seed{recipe.seed}-{digest}.safetensors"
+    return cache_root() / "originals" / f"{stem}-{model_name}-seed{recipe.seed}-{digest}.safetensors"
 
 
 def original_model(source: DataSource, data_arg: str, model_name: str, task: Task, recipe: MethodConfig,

@@ -66,6 +66,13 @@ class BenchPlan:
     split_seed: int = 0
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> {hparam: value}
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
+    data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
+
+    @property
+    def data_key(self) -> str:
+        """The data as given, loader options included: what results and cached originals are keyed by."""
+        options = ",".join(f"{k}={v}" for k, v in sorted(self.data_options.items()))
+        return f"{self.data}[{options}]" if options else self.data
 
     def resolve(self, source: DataSource) -> "BenchPlan":
         """A copy with every ``None`` filled from the data's and its kind's defaults."""
@@ -118,7 +125,7 @@ def versions() -> dict[str, str]:
 def cell_id(plan: BenchPlan, scenario: str, method: str, seed: int, config: dict, recipe: dict) -> str:
     payload = json.dumps({"config": config, "recipe": recipe, "audits": sorted(plan.audits)}, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    return f"{plan.data}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"
+    return f"{plan.data_key}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"
 
 
 def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
@@ -134,9 +141,9 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
         from ..models.hf import load_hf_model, load_hf_tokenizer
 
         given = load_hf_model(plan.hf_model, device=device)
-        source = load_data(plan.data, tokenizer=load_hf_tokenizer(plan.hf_model))
+        source = load_data(plan.data, tokenizer=load_hf_tokenizer(plan.hf_model), **plan.data_options)
     else:
-        source = load_data(plan.data)
+        source = load_data(plan.data, **plan.data_options)
     plan = plan.resolve(source)
     for name in plan.audits:
         AUDITS.get(name)
@@ -154,7 +161,7 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
                 make = lambda seed: reinitialise(copy.deepcopy(given), seed)  # noqa: E731  same architecture
             else:
                 make = lambda seed, src=src: work.make_model(plan.model, src, seed)  # noqa: E731
-                model = original_model(src, plan.data, plan.model, task, recipe, RunContext(device=device), make)
+                model = original_model(src, plan.data_key, plan.model, task, recipe, RunContext(device=device), make)
             originals[src.name] = (task, model, shadow_trainer(make, task, recipe, device))
     seeds = range(plan.seeds)
     total = len(plan.scenarios) * len(seeds) * len(methods)
@@ -210,7 +217,7 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
     device = audit_ctx.device
     ctx = RunContext(device=device, generator=seed_everything(seed))
     record = {
-        "cell": cell, "data": plan.data, "model": plan.model, "scenario": scenario, "method": method,
+        "cell": cell, "data": plan.data, "data_options": dict(plan.data_options), "model": plan.model, "scenario": scenario, "method": method,
         "seed": seed, "seeds": {"train": plan.train_seed, "split": plan.split_seed, "unlearn": seed},
         "config": config.to_dict(), "train_config": recipe.to_dict(), "audits": list(plan.audits),
         "versions": versions(), "device": str(device), "quick": plan.quick,

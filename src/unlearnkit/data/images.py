@@ -31,7 +31,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .dataset import TensorData
 from .sources import DataSource
-from .tokenizer import cache_root
+from ..cache import cache_root
 from .transforms import ImagePipeline
 
 log = logging.getLogger(__name__)

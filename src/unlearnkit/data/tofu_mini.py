@@ -34,7 +34,8 @@ from typing import Any
 from ..errors import ConfigError
 from .sources import DATA_SOURCES, DataSource
 from .tofu import load_tofu_dir
-from .tokenizer import build_folder, cache_root
+from ..cache import cache_root
+from .tokenizer import build_folder
 
 VERSION = 1
 N_PEOPLE = 100

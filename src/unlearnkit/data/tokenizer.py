@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from ..cache import cache_root
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,6 @@ SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 DEFAULT_VOCAB_SIZE = 4096
 # bump when the training recipe changes, so cached tokenizers from an older recipe are not reused
 RECIPE_VERSION = 1
-
-
-def cache_root() -> Path:
-    """``$UNLEARNKIT_CACHE`` or ``~/.cache/unlearnkit`` (the same root the bench uses)."""
-    return Path(os.environ.get("UNLEARNKIT_CACHE") or Path.home() / ".cache" / "unlearnkit")
 
 
 def _silence() -> None:

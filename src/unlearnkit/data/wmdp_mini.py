@@ -36,7 +36,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from .sources import DATA_SOURCES, DataSource
-from .tokenizer import build_folder, cache_root
+from ..cache import cache_root
+from .tokenizer import build_folder
 from .wmdp import load_wmdp_dir
 
 VERSION = 1

@@ -1,0 +1,45 @@
+"""The benchmark end to end on image data given in a real on-disk layout, with loader options from
+the command line."""
+import json
+
+from test_data_vision import write_cifar10, write_cifar100
+from unlearnkit.cli import main
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_bench_on_a_cifar10_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["bench", "--data", f"cifar10:{write_cifar10(tmp_path, per_batch=6)}", "--model", "mlp",
+                 "--forget", "class:1", "--methods", "ga", "--audits", "accuracy", "--quick",
+                 "--set", "train.epochs=1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    records = _records(out)
+    assert [r["method"] for r in records] == ["retrain", "ga"]
+    assert all(r["status"] == "ok" for r in records)
+    assert records[1]["forget_size"] == 4 and records[1]["retain_size"] == 26  # class 1 of the 30 training images
+
+
+def test_bench_subclass_with_a_group_map_option(tmp_path, capsys):
+    folder = write_cifar100(tmp_path)
+    groups = tmp_path / "halves.json"
+    groups.write_text(json.dumps({str(k): int(k >= 50) for k in range(100)}))
+    out = tmp_path / "run"
+    code = main(["bench", "--data", f"cifar100:{folder}", "--data-option", f"groups={groups}", "--model", "mlp",
+                 "--forget", "subclass:3", "--methods", "ga", "--audits", "accuracy", "--quick",
+                 "--set", "train.epochs=1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    records = _records(out)
+    assert records[0]["data_options"] == {"groups": str(groups)}
+    assert f"groups={groups}" in records[0]["cell"]
+    assert records[1]["forget_size"] == 2 and records[1]["status"] == "ok"
+
+
+def test_bad_data_option_is_named(tmp_path, capsys):
+    folder = write_cifar10(tmp_path)
+    assert main(["bench", "--data", f"cifar10:{folder}", "--data-option", "colour=blue", "--out", str(tmp_path / "o")]) == 2
+    assert "colour" in capsys.readouterr().err
+    assert main(["bench", "--data", f"cifar10:{folder}", "--data-option", "nokey", "--out", str(tmp_path / "o")]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
