@@ -74,3 +74,26 @@ def test_gaps_to_retrain_include_attack_gaps_and_normalised_rcd():
     assert gaps["mia_auc_gap"] == pytest.approx(0.2)
     assert gaps["rcd_rel"] == pytest.approx(5 / 10)
     assert "lira_auc_gap" not in gaps
+
+
+def test_accuracy_splits_retain_into_adjacent_and_remote(trained_mlp, task, digits):
+    """On a split with adjacent examples, RA is also reported on the adjacent and remote parts,
+    each equal to a direct count; their size-weighted mean is RA."""
+    from unlearnkit import make_split
+    from unlearnkit.data import iterate_batches
+
+    split = make_split(digits, "class:0")  # digits' group map: 6, 8, 9 are adjacent to 0
+    assert split.related is not None
+    m = audit(trained_mlp, task, split, ["accuracy"])
+
+    def direct(idx):
+        x, y = digits.train.x[idx], digits.train.y[idx]
+        with torch.no_grad():
+            return 100.0 * float((trained_mlp(x).argmax(1) == y).float().mean())
+
+    remote = split.retain_idx[~torch.isin(split.retain_idx, split.related_idx)]
+    assert m["adjacent_acc"] == pytest.approx(direct(split.related_idx))
+    assert m["remote_acc"] == pytest.approx(direct(remote))
+    n_adj, n_rem = len(split.related_idx), len(remote)
+    assert m["ra"] == pytest.approx((m["adjacent_acc"] * n_adj + m["remote_acc"] * n_rem) / (n_adj + n_rem))
+    assert "adjacent_acc" not in audit(trained_mlp, task, make_split(digits, "random:0.1"), ["accuracy"])

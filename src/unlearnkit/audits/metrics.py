@@ -8,6 +8,9 @@ from __future__ import annotations
 METRICS: dict[str, tuple[str, str]] = {
     "ua": ("retrain", "unlearning accuracy: 100 − accuracy on the forget set (%)"),
     "ra": ("higher", "accuracy on the retain set (%)"),
+    "adjacent_acc": ("higher", "accuracy on the adjacent retain examples: the other fine classes of the forgotten "
+                              "class's group (%; sub-class and grouped class-wise forgetting)"),
+    "remote_acc": ("higher", "accuracy on the remote retain examples: every retain example not adjacent (%)"),
     "ta": ("higher", "accuracy on the test set; for class-wise forgetting, test examples of the remaining classes (%)"),
     "ta_forget": ("retrain", "class-wise only: accuracy on test examples of the forgotten classes (%)"),
     "mia_efficacy": ("retrain", "SVC confidence attack: % of forget examples predicted non-member"),

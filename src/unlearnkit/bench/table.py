@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-COLUMNS = ("ua", "ra", "ta", "mia_efficacy", "mia_auc", "lira_auc", "forget_quality", "model_utility",
+COLUMNS = ("ua", "ra", "adjacent_acc", "remote_acc", "ta", "mia_efficacy", "mia_auc", "lira_auc", "forget_quality", "model_utility",
            "forget_rouge", "forget_prob", "mia_auc_mink", "hazard_acc", "general_acc", "rcd", "rcd_rel",
            "avg_gap", "seconds")
 
