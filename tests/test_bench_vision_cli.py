@@ -43,3 +43,25 @@ def test_bad_data_option_is_named(tmp_path, capsys):
     assert "colour" in capsys.readouterr().err
     assert main(["bench", "--data", f"cifar10:{folder}", "--data-option", "nokey", "--out", str(tmp_path / "o")]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_preset_fills_the_protocol_and_prints_its_layout(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["bench", "--preset", "cifar10-resnet18", "--data", f"cifar10:{write_cifar10(tmp_path, per_batch=6)}",
+                 "--model", "mlp", "--methods", "ga", "--quick", "--set", "train.epochs=1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "MIA-Efficacy" in printed and "Avg. Gap" in printed and "RTE (s)" in printed
+    records = _records(out)
+    assert {r["scenario"] for r in records} == {"class:0", "random:0.1"}  # the protocol's scenarios
+    assert records[0]["train_config"]["lr"] == 0.1 and records[0]["train_config"]["batch_size"] == 256
+    assert records[0]["train_config"]["epochs"] == 1  # the user's --set wins over the preset
+    assert records[0]["model"] == "mlp"  # so does --model
+    assert set(records[0]["audits"]) == {"accuracy", "mia"}
+
+
+def test_preset_on_the_wrong_data_is_refused(tmp_path, capsys):
+    assert main(["bench", "--preset", "cifar10-resnet18", "--out", str(tmp_path)]) == 2
+    assert "cifar10:PATH" in capsys.readouterr().err
+    assert main(["bench", "--preset", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown preset" in capsys.readouterr().err

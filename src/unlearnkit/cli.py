@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import logging
 import sys
 from pathlib import Path
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run methods × forget scenarios × seeds, audit each, print a table")
     bench.add_argument("--data", default="digits", help="NAME or NAME:PATH (default: digits, embedded)")
+    bench.add_argument("--preset", help="a standard protocol (cifar10-resnet18, cifar100-subclass): fills model, "
+                                        "scenarios, seeds, audits, the original's recipe and the table layout; "
+                                        "explicit flags win")
     bench.add_argument("--model", help="architecture name (default: the data's: cnn for images, tiny-llama for text)")
     bench.add_argument("--forget", action="append", metavar="SPEC",
                        help="class:K[,K...] | subclass:K | random:P | indices:PATH | a split the data names "
@@ -72,19 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench(args) -> int:
     from .audits.api import FULL_AUDITS
+    from .bench.presets import PRESETS
     from .bench.runner import BenchPlan, print_table, run_bench
 
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    audits = args.audits or (list(FULL_AUDITS) if args.full else None)
     plan = BenchPlan(
         data=args.data, model=args.model, scenarios=args.forget, methods=args.methods, seeds=args.seeds,
-        audits=args.audits or (list(FULL_AUDITS) if args.full else None),
-        quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
+        audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
         data_options=_parse_options(args.data_options),
     )
+    columns = headers = None
+    if args.preset:
+        preset = PRESETS.get(args.preset)
+        preset.check_data(args.data)
+        plan = replace(plan, model=plan.model or preset.model, scenarios=plan.scenarios or list(preset.scenarios),
+                       seeds=plan.seeds or preset.seeds, audits=plan.audits or list(preset.audits),
+                       overrides=preset.overrides(plan.overrides, quick=plan.quick))
+        columns, headers = preset.columns, preset.headers
     records = run_bench(plan)
-    print(print_table(records))
+    print(print_table(records, columns, headers))
     print(f"\nresults: {Path(args.out) / 'results.jsonl'}")
     return 0
 

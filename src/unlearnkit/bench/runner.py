@@ -259,6 +259,8 @@ def _brief(record: dict) -> str:
     return " ".join(f"{k}={m[k]:.2f}" for k in ("ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds") if k in m)
 
 
-def print_table(records: list[dict]) -> str:
-    columns = present_columns(records)
-    return format_table(summarise(records, columns), columns)
+def print_table(records: list[dict], columns=None, headers: dict[str, str] | None = None) -> str:
+    """The results as a text table: ``columns`` (default: every known metric present), named by
+    ``headers`` where given (a preset's layout)."""
+    columns = present_columns(records) if columns is None else present_columns(records, columns)
+    return format_table(summarise(records, columns), columns, headers)

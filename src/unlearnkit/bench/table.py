@@ -44,8 +44,8 @@ def summarise(records: list[dict], columns=COLUMNS) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict], columns=COLUMNS) -> str:
-    header = ["scenario", "method", *columns]
+def format_table(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | None = None) -> str:
+    header = ["scenario", "method", *((headers or {}).get(c, c) for c in columns)]
     lines = [header]
     for row in rows:
         cells = [row["scenario"], row["method"]]
