@@ -61,6 +61,8 @@ def model(tok):
 def hparams(name: str, tmp_path) -> dict:
     fields = {f.name for f in dataclasses.fields(METHODS.get(name).Config)}
     hp = {k: v for k, v in SHORT.items() if k in fields}
+    if name == "ssd":
+        hp["importance"] = "per_batch"  # per_example needs vmap through the LM loss (not applicable on text)
     if name == "entangle":
         adjacent = tmp_path / "adjacent.txt"
         adjacent.write_text("4 5 6 7 8 9")  # retain rows (the split's retain set is rows 4..23)

@@ -115,3 +115,23 @@ def gram(vectors: Sequence[Grads]) -> torch.Tensor:
         block = rows @ rows.T
         out = block if out is None else out + block
     return torch.zeros(k, k, dtype=torch.float64) if out is None else out
+
+
+def per_example_grads(model: nn.Module, task, batch) -> Grads:
+    """∇_θ ℓ_i for every example i of ``batch``, aligned with ``trainable(model)``, each tensor of
+    shape ``[B, *p.shape]``: one ``torch.func`` pass (``vmap`` over ``grad``), no loop over examples.
+
+    ℓ_i is ``task.loss`` of example i as a batch of one (every tensor of the batch is sliced along
+    dim 0 and unsqueezed back), on :func:`at_params` of ``model``; buffers are the model's own.
+    Put the model in eval mode first: a BatchNorm in train mode would update its running statistics
+    inside ``vmap`` (refused). Memory grows as ``B × (number of parameters)``: pass chunks.
+    Raises ``RuntimeError`` from ``vmap`` when the task's loss uses data-dependent control flow or
+    shapes (``.item()``, ``bool(tensor)``, boolean-mask indexing).
+    """
+    params = [p.detach() for p in trainable(model)]
+
+    def loss_of_one(theta: list[torch.Tensor], example) -> torch.Tensor:
+        one = tuple(t.unsqueeze(0) for t in example)  # ℓ_i on a batch of one
+        return task.loss(at_params(model, theta), one).sum()
+
+    return list(torch.func.vmap(torch.func.grad(loss_of_one), in_dims=(None, 0))(params, tuple(batch)))
