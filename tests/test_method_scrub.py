@@ -26,7 +26,6 @@ from unlearnkit.data.dataset import iterate_batches
 from unlearnkit.methods import RunContext, build_config
 from unlearnkit.methods.base import METHODS
 from unlearnkit.methods.reference_model import frozen_copy
-from unlearnkit.methods.scrub import log_probs_and_loss
 
 
 def first_batch(data, n=64):
@@ -103,12 +102,12 @@ def test_min_objective_is_alpha_kl_plus_gamma_ce_and_one_step_lowers_it(pair, ta
     assert independent(student) < before
 
 
-def test_log_probs_and_loss_take_one_forward(trained_mlp, task, class_split):
+def test_loss_and_log_probs_take_one_forward(trained_mlp, task, class_split):
     batch = first_batch(class_split.retain)
     calls = []
     handle = trained_mlp.register_forward_hook(lambda *_: calls.append(1))
     try:
-        log_p, loss = log_probs_and_loss(task, trained_mlp, batch)
+        loss, log_p = task.loss_and_log_probs(trained_mlp, batch)
     finally:
         handle.remove()
     assert len(calls) == 1
@@ -195,6 +194,6 @@ def test_tiny_llama_one_max_and_one_min_step():
     assert any(not torch.equal(p, q) for p, q in zip(out.parameters(), model.parameters()))
     # one forward for the min step's two quantities, on text too
     batch = first_batch(split.retain, 4)
-    log_p, loss = log_probs_and_loss(task, model, batch)
+    loss, log_p = task.loss_and_log_probs(model, batch)
     torch.testing.assert_close(log_p, task.log_probs(model, batch))
     torch.testing.assert_close(loss, task.loss(model, batch))

@@ -41,10 +41,11 @@ Where their code is silent or we chose:
   batch statistics; the teacher in eval mode). True runs the student's norm layers on running
   statistics, so student and teacher agree exactly at the start (and the first max step's gradient
   is zero: the KL is at its minimum; the same holds for any model without batch statistics or
-  dropout, e.g. an MLP: its first max pass only moves by weight decay, until a min step has moved it). Measured on digits at lr 0.01 it collapses the model (RA ≈
-  11% on class:0, one seed; not analysed further).
+  dropout, e.g. an MLP: its first max pass only moves by weight decay, until a min step has moved it).
+  Measured on digits at lr 0.01 it collapses the model (RA ≈ 11% on class:0, one seed; not
+  analysed further).
 - The min step needs the student's log-distributions (for the KL) and its CE; both come from one
-  forward (:func:`log_probs_and_loss`), not two.
+  forward (``task.loss_and_log_probs``), not two.
 """
 from __future__ import annotations
 
@@ -52,11 +53,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..data.dataset import num_batches
 from ..errors import ConfigError
-from ..tasks.base import Task
 from .base import Method, MethodConfig, register
 from .loop import StepCounter, check_finite, check_parameters_finite, make_optimizer, make_scheduler, paired_batches
 from .reference_model import freeze_norm_layers, frozen_copy
@@ -115,32 +114,6 @@ def distill_kl(log_p_student: torch.Tensor, log_p_teacher: torch.Tensor, tempera
     return kl * temperature ** 2
 
 
-class _Replay:
-    """A stand-in model that returns a recorded output whatever it is called with, so a second Task
-    quantity can be read off the same forward pass."""
-
-    def __init__(self, output):
-        self.output = output
-
-    def __call__(self, *args, **kwargs):
-        return self.output
-
-
-def log_probs_and_loss(task: Task, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """``task.log_probs(model, batch)`` and ``task.loss(model, batch)`` from one forward of ``model``
-    (the loss is recomputed from the recorded output). Falls back to a second forward when the task
-    did not call the model exactly once."""
-    outputs = []
-    handle = model.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-    try:
-        log_p = task.log_probs(model, batch)
-    finally:
-        handle.remove()
-    if len(outputs) != 1:
-        return log_p, task.loss(model, batch)
-    return log_p, task.loss(_Replay(outputs[0]), batch)
-
-
 @register
 class SCRUB(Method):
     name = "scrub"
@@ -157,7 +130,7 @@ class SCRUB(Method):
         """α·d(x_r; w_s) + γ·CE(f(x_r; w_s), y_r) on one retain batch."""
         with torch.no_grad():
             log_p_teacher = task.log_probs(teacher, batch)                       # log p(·|x_r; w_o)
-        log_p, ce = log_probs_and_loss(task, model, batch)                       # log p(·|x_r; w_s), CE per example
+        ce, log_p = task.loss_and_log_probs(model, batch)                        # log p(·|x_r; w_s), CE per example
         return (config.alpha * distill_kl(log_p, log_p_teacher, config.temperature)   # α·d(x_r; w_s)
                 + config.gamma * ce.mean())                                      # + γ·CE
 

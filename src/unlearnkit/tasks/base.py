@@ -8,6 +8,7 @@ A method never knows whether it edits an image classifier or a language model. I
 - ``target_length(batch)``          tokens per target ``[B]`` (1 for a class label), to length-normalise
 - ``log_probs(model, batch)``       output log-distributions over the positions the loss uses,
                                     flattened to ``[P, C]`` (KL to a reference model)
+- ``loss_and_log_probs(model, batch)`` both of the above from one forward (distillation + CE)
 - ``relabel(batch, generator)``     the batch with wrong targets (random labels / refusal answers)
 - ``hidden(model, batch, layer)``   activations at a named submodule (representation steering)
 - ``features(model, batch)``       one vector per example ``[B, D]``: the input of the output head
@@ -62,6 +63,10 @@ class Task(ABC):
     @abstractmethod
     def log_probs(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Log-distributions ``[P, C]`` over the output positions the loss uses."""
+
+    def loss_and_log_probs(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss(model, batch), log_probs(model, batch))`` — tasks override it to share one forward."""
+        return self.loss(model, batch), self.log_probs(model, batch)
 
     @abstractmethod
     def relabel(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:

@@ -93,14 +93,23 @@ class CausalLMTask(Task):
         return (batch[1][:, 1:] != IGNORE).sum(dim=1)
 
     def log_likelihood(self, model, batch) -> torch.Tensor:
-        log_p, targets, rows = self._scored(model, batch)
+        return self._row_log_likelihood(batch, *self._scored(model, batch))
+
+    def _row_log_likelihood(self, batch, log_p, targets, rows) -> torch.Tensor:
         token_ll = log_p.gather(1, targets[:, None]).squeeze(1)
         return token_ll.new_zeros(self.batch_size(batch)).index_add(0, rows, token_ll)
 
+    def _mean_nll(self, batch, log_likelihood: torch.Tensor) -> torch.Tensor:
+        length = self.target_length(batch).to(batch[0].device)
+        return -log_likelihood / length.clamp(min=1)
+
     def loss(self, model, batch) -> torch.Tensor:
         """Mean answer-token NLL per row (0 for a row with no scored answer token)."""
-        length = self.target_length(batch).to(batch[0].device)
-        return -self.log_likelihood(model, batch) / length.clamp(min=1)
+        return self._mean_nll(batch, self.log_likelihood(model, batch))
+
+    def loss_and_log_probs(self, model, batch):
+        log_p, targets, rows = self._scored(model, batch)
+        return self._mean_nll(batch, self._row_log_likelihood(batch, log_p, targets, rows)), log_p
 
     def log_probs(self, model, batch) -> torch.Tensor:
         return self._scored(model, batch)[0]

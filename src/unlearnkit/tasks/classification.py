@@ -48,6 +48,10 @@ class ClassificationTask(Task):
     def log_probs(self, model, batch) -> torch.Tensor:
         return F.log_softmax(self.logits(model, batch), dim=-1)
 
+    def loss_and_log_probs(self, model, batch):
+        log_p = self.log_probs(model, batch)
+        return F.nll_loss(log_p, batch[1], reduction="none"), log_p
+
     def relabel(self, batch, generator=None):
         """Each label replaced by a uniformly drawn *different* class (SalUn/Unlearn-Sparse's RL)."""
         x, y = batch
