@@ -70,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     bench.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
 
+    forget = sub.add_parser("forget", help="unlearn one deletion request from a model; write the model, "
+                                           "record.json and record.html")
+    forget.add_argument("--data", default="digits", help="NAME or NAME:PATH the model was trained on (default: digits)")
+    forget.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option for the data loader; repeatable")
+    forget.add_argument("--forget", required=True, metavar="SPEC",
+                        help="what to forget: class:K, subclass:K, random:P, indices:PATH or a named split")
+    forget.add_argument("--method", required=True, help="the unlearning method (see `unlearnkit methods`)")
+    forget.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyper-parameter of the method, e.g. lr=0.001; repeatable")
+    forget.add_argument("--model", type=Path, metavar="CKPT", help="the trained classifier (safetensors); with --arch")
+    forget.add_argument("--arch", help="the registered architecture of --model (e.g. resnet18, cnn)")
+    forget.add_argument("--hf-model", type=Path, metavar="DIR", help="a local Hugging Face causal-LM folder")
+    forget.add_argument("--out", type=Path, required=True, help="a new output folder (nothing in it is ever replaced)")
+    forget.add_argument("--audits", type=_csv, help="audit families (default: the data's)")
+    forget.add_argument("--retrain", action="store_true",
+                        help="also train a retrain reference on the retain set and report the gaps to it")
+    forget.add_argument("--retrain-model", type=Path, metavar="CKPT", help="a retrained reference checkpoint to compare with")
+    forget.add_argument("--seed", type=int, default=0, help="unlearning seed")
+    forget.add_argument("--split-seed", type=int, default=0, help="seed of a random forget-set draw")
+    forget.add_argument("--train-seed", type=int, default=0, help="seed of the embedded default's original training")
+    forget.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
     sub.add_parser("methods", help="list the registered methods, their hyper-parameters and defaults")
     return parser
 
@@ -102,6 +125,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    from .bench.table import COLUMNS
+    from .deletion import ForgetRequest, run_forget
+
+    overrides = {}
+    for item in args.sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key or "." in key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE for the method, e.g. lr=0.001")
+        overrides[key] = value
+    request = ForgetRequest(
+        data=args.data, forget=args.forget, method=args.method, out=args.out, model=args.model, arch=args.arch,
+        hf_model=args.hf_model, overrides=overrides, data_options=_parse_options(args.data_options),
+        audits=args.audits, retrain=args.retrain, retrain_model=args.retrain_model, seed=args.seed,
+        split_seed=args.split_seed, train_seed=args.train_seed, device=args.device, argv=list(args.argv or []),
+    )
+    record = run_forget(request)
+    metrics = record["metrics"]
+    print(f"forgot {record['request']['forget_examples']} examples ({args.forget}) with {args.method} "
+          f"in {record['run']['seconds']:.1f} s")
+    print("  " + "  ".join(f"{k}={metrics[k]:.3g}" for k in COLUMNS if isinstance(metrics.get(k), float)))
+    print(f"model:  {record['output_model']['path']}")
+    print(f"record: {Path(args.out) / 'record.json'} and record.html")
+    return 0
+
+
 def cmd_methods(args) -> int:
     from .methods.base import METHODS, describe_config
 
@@ -113,9 +162,10 @@ def cmd_methods(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        return {"bench": cmd_bench, "methods": cmd_methods}[args.command](args)
+        return {"bench": cmd_bench, "forget": cmd_forget, "methods": cmd_methods}[args.command](args)
     except UnlearnkitError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
         return 2
