@@ -48,6 +48,7 @@ from .checkpoints import load_weights, save_weights, sha256_file, state_tensors
 from .data.forget import make_split
 from .data.sources import load_data
 from .errors import CheckpointError, ConfigError
+from .methods.api import build_config
 from .methods.base import METHODS, RunContext, run_method
 from .methods.training import fit
 from .models.registry import build_model
@@ -82,6 +83,7 @@ class ForgetRequest:
         METHODS.get(self.method)
         if self.method in ("original", REFERENCE):
             raise ConfigError(f"--method {self.method} does not unlearn; choose an unlearning method")
+        build_config(self.method, **self.overrides)  # unknown or bad hyper-parameters fail before any work
         if self.hf_model and (self.model or self.arch):
             raise ConfigError("give either --hf-model DIR or --model CKPT --arch NAME, not both")
         if self.model and not self.arch:
