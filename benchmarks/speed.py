@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
 import torch.nn.functional as F
@@ -21,33 +20,30 @@ from unlearnkit import ClassificationTask, build_model, load_data, make_split, u
 from unlearnkit.data import cycle_batches
 from unlearnkit.methods import METHODS, RunContext
 
-# forward+backward passes per optimizer step, by construction of each method
-# (entangle's two phases differ: ALM = 2 passes, W-PGD = 1 + 2K; it is left out of the ratio)
-PASSES = {"ga": 1, "finetune": 1, "random_label": 2, "neggrad_plus": 2, "retrain": 1, "uam": 2, "rosu": 3,
-          "lur": 3, "mox": 2, "ieu": 2}
+from speed_common import PASSES, StepClock
 
 
-def bare_step_seconds(model, data, batch_size, steps=60):
+def bare_step_seconds(model, data, batch_size, warmup=10, steps=60):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batches = cycle_batches(data, batch_size, generator=torch.Generator().manual_seed(0))
     model.train()
-    for i in range(steps + 10):
-        if i == 10:
-            start = time.perf_counter()
-        x, y = next(batches)
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
+    clock = StepClock(warmup, steps)
+    with clock.running():
+        while True:
+            x, y = next(batches)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            clock.tick()
+    return clock.seconds_per_step
 
 
 def method_step_seconds(model, task, split, method):
-    times = []
-    ctx = RunContext(progress=False, on_step=lambda _m, _s: times.append(time.perf_counter()))
-    unlearn(model, task, split, method=method, ctx=ctx)
-    if len(times) < 3:
-        return float("nan"), len(times)
-    return (times[-1] - times[1]) / (len(times) - 2), len(times)
+    """Mean seconds per step after the first two, over the whole run; and the run's step count."""
+    clock = StepClock(warmup=2)
+    with clock.running():
+        unlearn(model, task, split, method=method, ctx=RunContext(progress=False, on_step=clock))
+    return clock.seconds_per_step, clock.index
 
 
 def main():
@@ -70,7 +66,8 @@ def main():
         seconds, steps = method_step_seconds(model, task, split, method)
         passes = PASSES.get(method)
         per_pass = f"{seconds / bare / passes:.2f}" if passes else "-"
-        print(f"{method:<14}{steps:>7}{seconds * 1e3:>10.2f}{seconds / bare:>8.2f}{passes or '-':>8}{per_pass:>12}")
+        passes_text = f"{passes:.3g}" if passes else "-"
+        print(f"{method:<14}{steps:>7}{seconds * 1e3:>10.2f}{seconds / bare:>8.2f}{passes_text:>8}{per_pass:>12}")
     print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
