@@ -37,6 +37,19 @@ def _parse_options(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _add_precision_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                        help="mixed precision for the unlearning steps (fp16 adds a loss scaler)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convolutions)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
+
+
+def _precision(args):
+    from .methods.precision import Precision
+
+    return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning: methods, audits, benchmarks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a local Hugging Face causal-LM folder (save_pretrained) to use as the original model; "
                             "its tokenizer encodes the text data; never downloads")
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    _add_precision_flags(bench)
     bench.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     bench.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
 
@@ -92,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--split-seed", type=int, default=0, help="seed of a random forget-set draw")
     forget.add_argument("--train-seed", type=int, default=0, help="seed of the embedded default's original training")
     forget.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    _add_precision_flags(forget)
 
     sub.add_parser("methods", help="list the registered methods, their hyper-parameters and defaults")
     return parser
@@ -109,7 +124,7 @@ def cmd_bench(args) -> int:
         data=args.data, model=args.model, scenarios=args.forget, methods=args.methods, seeds=args.seeds,
         audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
-        data_options=_parse_options(args.data_options),
+        data_options=_parse_options(args.data_options), precision=_precision(args),
     )
     columns = headers = None
     if args.preset:
@@ -140,6 +155,7 @@ def cmd_forget(args) -> int:
         hf_model=args.hf_model, overrides=overrides, data_options=_parse_options(args.data_options),
         audits=args.audits, retrain=args.retrain, retrain_model=args.retrain_model, seed=args.seed,
         split_seed=args.split_seed, train_seed=args.train_seed, device=args.device, argv=list(args.argv or []),
+        precision=_precision(args),
     )
     record = run_forget(request)
     metrics = record["metrics"]

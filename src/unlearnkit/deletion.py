@@ -19,6 +19,7 @@ into the same folder is refused), and every file is written atomically.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import html
 import json
@@ -50,6 +51,7 @@ from .data.sources import load_data
 from .errors import CheckpointError, ConfigError
 from .methods.api import build_config
 from .methods.base import METHODS, RunContext, run_method
+from .methods.precision import Precision
 from .methods.training import fit
 from .models.registry import build_model
 from .seeding import seed_everything
@@ -78,6 +80,7 @@ class ForgetRequest:
     train_seed: int = 0
     device: str = "cpu"
     argv: list[str] | None = None
+    precision: Precision = field(default_factory=Precision)
 
     def check(self) -> None:
         METHODS.get(self.method)
@@ -159,7 +162,7 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
     task = work.make_task(split.source)
     model, origin, make = _original(req, given, split, task, plan, recipe, work, device)
     config = plan.method_config(req.method, req.seed, recipe, work)
-    ctx = RunContext(device=device, generator=seed_everything(req.seed))
+    ctx = RunContext(device=device, generator=seed_everything(req.seed), precision=req.precision)
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         unlearned = run_method(req.method, copy.deepcopy(model), task, split, config, ctx)
@@ -203,6 +206,7 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
         "input_model": origin,
         "output_model": output,
         "run": {"seconds": seconds, "device": str(device), **memory.metrics(),
+                "precision": dataclasses.asdict(req.precision),
                 "targets_seen": ctx.targets_seen},
         "audits": audits,
         "metrics": metrics,

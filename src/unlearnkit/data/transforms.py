@@ -44,8 +44,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device, non_blocking=True)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device, non_blocking=True)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]   # [B, 1, H, 1]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]   # [B, 1, 1, W]
     batch = torch.arange(b, device=x.device)[:, None, None, None]
@@ -55,7 +55,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     """Each image mirrored left–right with probability ``p``."""
-    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device, non_blocking=True)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 

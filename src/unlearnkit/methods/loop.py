@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import cycle_batches, iterate_batches, num_batches
 from ..data.split import Split
-from ..errors import DivergenceError
+from ..errors import ConfigError, DivergenceError
 from ..tasks.base import Task
 from .base import Method, MethodConfig, RunContext
 
@@ -50,6 +50,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: MethodConfig, total
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+SCALER = "_grad_scaler"  # run state key: the float16 loss scaler, or None
 
 
 def check_finite(value: torch.Tensor, method: str, step: int) -> None:
@@ -131,7 +134,8 @@ class LoopMethod(Method):
         override this; the loop then clips, steps the optimizer and the schedule as usual."""
         loss = self.objective(model, task, batches, config, state)
         check_finite(loss.detach(), self.name, step)
-        loss.backward()
+        scaler = state.get(SCALER)
+        (loss if scaler is None else scaler.scale(loss)).backward()
         return loss.detach()
 
     def set_train_mode(self, model: nn.Module, config: MethodConfig) -> None:
@@ -174,15 +178,29 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
     optimizer = make_optimizer(params, config)
     scheduler = make_scheduler(optimizer, config, total)
     method.set_train_mode(model.to(ctx.device), config)
+    precision = ctx.precision
+    scaler = precision.scaler(ctx.device)
+    if scaler is not None and type(method).gradient_step is not LoopMethod.gradient_step:
+        raise ConfigError(f"{method.name} computes its own gradients, which a float16 loss scaler cannot "
+                          "scale; use amp=bf16 (or none)")
+    state[SCALER] = scaler
+    forward_model = precision.prepare(model)
     with StepCounter(total, method.name, model, ctx) as counter:
         for _ in range(config.epochs):
             for batches in paired_batches(streams, method.epoch_stream, config.batch_size, task, ctx):
                 optimizer.zero_grad(set_to_none=True)
-                method.gradient_step(model, task, batches, config, state, counter.index, ctx)
+                with precision.autocast(ctx.device):
+                    method.gradient_step(forward_model, task, batches, config, state, counter.index, ctx)
                 ctx.targets_seen += sum(int(task.target_length(b).sum()) for b in batches.values())
+                if scaler is not None and config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                    scaler.update()
                 scheduler.step()
                 method.after_step(model, state, counter.index, config, ctx)
                 counter.done()

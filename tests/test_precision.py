@@ -1,0 +1,46 @@
+"""Mixed precision, channels-last and compile switches of the shared loop."""
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.errors import ConfigError
+from unlearnkit.methods import RunContext
+from unlearnkit.methods.precision import Precision
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _run(task, split, model, method, precision, **hp):
+    ctx = RunContext(precision=precision)
+    return uk.unlearn(model, task, split, method=method, ctx=ctx, epochs=1, **hp)
+
+
+def test_bf16_autocast_runs_close_to_float32(task, digits):
+    split = uk.make_split(digits, "class:0")
+    model = uk.build_model("cnn", digits.input_shape, digits.num_classes, seed=0)
+    full = _run(task, split, model, "finetune", Precision())
+    bf16 = _run(task, split, model, "finetune", Precision(amp="bf16"))
+    assert not torch.equal(_params(full), _params(bf16))  # autocast really ran in bfloat16
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # master weights stay float32
+    assert torch.allclose(_params(full), _params(bf16), atol=0.05)
+
+
+def test_fp16_needs_the_loop_backward(task, digits):
+    split = uk.make_split(digits, "class:0")
+    model = uk.build_model("mlp", digits.input_shape, digits.num_classes, seed=0)
+    with pytest.raises(ConfigError, match="bf16"):
+        _run(task, split, model, "uam", Precision(amp="fp16"))
+    with pytest.raises(ConfigError, match="amp must be"):
+        Precision(amp="fp8")
+
+
+def test_channels_last_gives_the_same_result(task, digits):
+    split = uk.make_split(digits, "class:0")
+    model = uk.build_model("cnn", digits.input_shape, digits.num_classes, seed=0)
+    plain = _run(task, split, model, "ga", Precision())
+    cl = _run(task, split, model, "ga", Precision(channels_last=True))
+    assert torch.allclose(_params(plain), _params(cl), atol=1e-4)
+    conv = next(p for p in cl.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
