@@ -34,6 +34,7 @@ from ..data.sources import DataSource, load_data
 from ..errors import ConfigError, DivergenceError
 from ..methods.api import build_config
 from ..methods.base import METHODS, MethodConfig, RunContext, make_config, run_method
+from ..methods.precision import Precision
 from ..methods.training import fit
 from ..models.registry import reinitialise
 from ..seeding import seed_everything
@@ -67,6 +68,7 @@ class BenchPlan:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> {hparam: value}
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
+    precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
 
     @property
     def data_key(self) -> str:
@@ -123,7 +125,10 @@ def versions() -> dict[str, str]:
 
 
 def cell_id(plan: BenchPlan, scenario: str, method: str, seed: int, config: dict, recipe: dict) -> str:
-    payload = json.dumps({"config": config, "recipe": recipe, "audits": sorted(plan.audits)}, sort_keys=True)
+    fields = {"config": config, "recipe": recipe, "audits": sorted(plan.audits)}
+    if plan.precision != Precision():  # a speed switch that changes results at rounding level: its own cell
+        fields["precision"] = dataclasses.asdict(plan.precision)
+    payload = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return f"{plan.data_key}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"
 
@@ -215,13 +220,14 @@ def shadow_trainer(make_model, task, recipe: MethodConfig, device: torch.device)
 
 def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, original, task, audit_ctx, reference_metrics):
     device = audit_ctx.device
-    ctx = RunContext(device=device, generator=seed_everything(seed))
+    ctx = RunContext(device=device, generator=seed_everything(seed), precision=plan.precision)
     record = {
         "cell": cell, "data": plan.data, "data_options": dict(plan.data_options), "model": plan.model, "scenario": scenario, "method": method,
         "seed": seed, "seeds": {"train": plan.train_seed, "split": plan.split_seed, "unlearn": seed},
         "config": config.to_dict(), "train_config": recipe.to_dict(), "audits": list(plan.audits),
         "versions": versions(), "device": str(device), "quick": plan.quick,
         "forget_size": len(split.forget_idx), "retain_size": len(split.retain_idx),
+        "precision": dataclasses.asdict(plan.precision),
     }
     working = copy.deepcopy(original)
     start = time.perf_counter()

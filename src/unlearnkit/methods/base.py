@@ -19,6 +19,7 @@ from ..data.split import Split
 from ..errors import ConfigError
 from ..registry import Registry
 from ..tasks.base import Task
+from .precision import Precision
 
 
 @dataclass
@@ -126,6 +127,8 @@ class RunContext:
     # targets the optimizer steps consumed (answer tokens for text, examples for images), counted
     # by the shared loop: the benchmark reports throughput from it
     targets_seen: int = 0
+    # mixed precision / channels-last / torch.compile for the shared loop (methods/precision.py)
+    precision: Precision = field(default_factory=Precision)
 
     def record(self, key: str, value: float) -> None:
         self.trace.setdefault(key, []).append(float(value))
