@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     _add_precision_flags(forget)
 
+    from .report import cli as report_cli
+
+    report = sub.add_parser("report", help=report_cli.HELP)
+    report_cli.add_arguments(report)
+
     sub.add_parser("methods", help="list the registered methods, their hyper-parameters and defaults")
     return parser
 
@@ -181,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        return {"bench": cmd_bench, "forget": cmd_forget, "methods": cmd_methods}[args.command](args)
+        from .report import cli as report_cli
+
+        commands = {"bench": cmd_bench, "forget": cmd_forget, "report": report_cli.run, "methods": cmd_methods}
+        return commands[args.command](args)
     except UnlearnkitError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,10 @@ class AuditContext:
     cache: dict = field(default_factory=dict)
     # per-family settings (e.g. {"relearn": RelearnConfig(...)}) chosen by the caller for the data kind
     options: dict = field(default_factory=dict)
+    # non-scalar results of the last audited model, by family (relearn: the relearning curve; mia: the
+    # loss attack's ROC points), small JSON-ready lists; the audits fill it, the caller clears it
+    # between models (the benchmark stores it as the record's ``curves``)
+    curves: dict = field(default_factory=dict)
 
 
 AuditFn = Callable[[nn.Module, Task, Split, AuditContext], dict[str, float]]
@@ -54,3 +58,19 @@ def per_example(model: nn.Module, task: Task, dataset: Dataset, fn, ctx: AuditCo
     finally:
         model.train(was_training)
     return torch.cat(values) if values else torch.empty(0)
+
+
+MAX_CURVE_POINTS = 100
+
+
+def thin(n: int, max_points: int = MAX_CURVE_POINTS) -> list[int]:
+    """At most ``max_points`` evenly spaced indices into a length-``n`` curve, both ends kept."""
+    if n <= max_points:
+        return list(range(n))
+    step = (n - 1) / (max_points - 1)
+    return sorted({round(i * step) for i in range(max_points)})
+
+
+def compact(values) -> list[float]:
+    """Floats rounded to 5 significant digits (curves stored with every result record stay small)."""
+    return [float(f"{float(v):.5g}") for v in values]

@@ -12,7 +12,8 @@ member/non-member framing: score = −loss; members = the forget set, non-member
 examples of the same distribution (the test examples of the forgotten classes for class-wise
 and sub-class forgetting, the test set otherwise). ROC-AUC (0.5 = cannot tell) and the TPR at
 1 % FPR (the low-error regime privacy reviewers ask for). An unlearned model should score
-like ``retrain``; the benchmark reports the gap.
+like ``retrain``; the benchmark reports the gap. The attack's ROC curve (≤ 100 points) is left
+in ``ctx.curves["mia"]`` (``fpr``, ``tpr``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 from ..data.dataset import subset
 from ..data.split import Split
 from ..tasks.base import Task
-from .base import AUDITS, AuditContext, per_example
+from .base import AUDITS, AuditContext, compact, per_example, thin
 
 
 def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, target: np.ndarray) -> float:
@@ -37,8 +38,8 @@ def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, target: np.nd
     return 100.0 * float(1.0 - predicted_member.mean())
 
 
-def attack_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tuple[float, float]:
-    """ROC-AUC and TPR at 1 % FPR of a score where higher means "member"."""
+def attack_roc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """ROC-AUC, TPR at 1 % FPR, and the ROC curve (FPR, TPR) of a score where higher means "member"."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     scores = np.concatenate([member_scores, non_member_scores])
@@ -46,7 +47,19 @@ def attack_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tupl
     auc = float(roc_auc_score(labels, scores))
     fpr, tpr, _ = roc_curve(labels, scores)
     tpr_at_1 = float(np.interp(0.01, fpr, tpr))
+    return auc, tpr_at_1, fpr, tpr
+
+
+def attack_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and TPR at 1 % FPR of a score where higher means "member"."""
+    auc, tpr_at_1, _, _ = attack_roc(member_scores, non_member_scores)
     return auc, tpr_at_1
+
+
+def roc_record(fpr: np.ndarray, tpr: np.ndarray) -> dict:
+    """The ROC curve as a small JSON-ready dict (≤ 100 of its vertices, thinned evenly, ends kept)."""
+    keep = thin(len(fpr))
+    return {"fpr": compact(fpr[keep]), "tpr": compact(tpr[keep])}
 
 
 def non_members_for(split: Split):
@@ -66,5 +79,6 @@ def mia_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) -> 
         np.exp(forget_ll),
     )
     held_out_ll = per_example(model, task, non_members_for(split), log_lik, ctx).numpy()
-    auc, tpr = attack_auc(forget_ll, held_out_ll)  # score = −loss = log-likelihood
+    auc, tpr, fpr_curve, tpr_curve = attack_roc(forget_ll, held_out_ll)  # score = −loss = log-likelihood
+    ctx.curves["mia"] = roc_record(fpr_curve, tpr_curve)
     return {"mia_efficacy": efficacy, "mia_auc": auc, "mia_tpr1": 100.0 * tpr}

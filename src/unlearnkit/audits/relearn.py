@@ -27,8 +27,9 @@ threshold to use on language models, where exact-match accuracy is all-or-nothin
 (useful where forget accuracy is saturated, e.g. random forgetting on easy data).
 
 :func:`relearn_curve` returns the whole curve (:class:`RelearnCurve`); the registered
-``relearn`` audit returns only floats. :func:`normalise_rcd` turns a cell's RCD into a ratio
-to the retrained model's (the benchmark holds retrain's cell).
+``relearn`` audit returns only floats, and leaves the curve (thinned, :func:`curve_record`) in
+``ctx.curves["relearn"]``. :func:`normalise_rcd` turns a cell's RCD into a ratio to the
+retrained model's (the benchmark holds retrain's cell).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from ..data.dataset import cycle_batches, subset
 from ..data.split import Split
 from ..errors import ConfigError
 from ..tasks.base import Task
-from .base import AUDITS, AuditContext, per_example
+from .base import AUDITS, AuditContext, compact, per_example, thin
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,16 @@ def relearn_curve(model: nn.Module, task: Task, forget: Dataset, config: Relearn
     return curve
 
 
+def curve_record(curve: RelearnCurve) -> dict:
+    """The curve as a small JSON-ready dict: the step t and the criterion's value per step (≤ 100
+    points, thinned evenly), the threshold τ and the delay."""
+    values = {"acc": curve.forget_acc, "loss": curve.forget_loss, "prob": curve.forget_prob}[curve.criterion]
+    keep = thin(len(values))
+    return {"criterion": curve.criterion, "threshold": float(curve.threshold), "rcd": curve.rcd,
+            "reached": curve.reached, "budget": curve.budget,
+            "step": keep, "value": compact(values[t] for t in keep)}
+
+
 DEFAULT_CONFIG = RelearnConfig()
 
 
@@ -263,6 +274,7 @@ def relearn_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext,
     effective lr), so part of the delay is that instability rather than forgetting."""
     config = ctx.options.get("relearn", config)  # e.g. the benchmark's recipe for text
     curve = relearn_curve(model, task, split.forget, config, original=ctx.original, ctx=ctx)
+    ctx.curves["relearn"] = curve_record(curve)
     return {
         "rcd": float(curve.rcd),
         "rcd_reached": float(curve.reached),

@@ -246,6 +246,7 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
     seconds = time.perf_counter() - start
     if method == REFERENCE:
         audit_ctx.retrain = unlearned  # audits that compare with retrain see it on its own row too
+    audit_ctx.curves = {}  # this cell's curves only (the context is shared by the scenario's cells)
     metrics = audit(unlearned, task, split, plan.audits, ctx=audit_ctx)
     reference = metrics if method == REFERENCE else reference_metrics
     if reference is not None:
@@ -255,6 +256,8 @@ def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, origina
         metrics["targets_per_s"] = ctx.targets_seen / seconds
     metrics.update(memory.metrics())  # of the unlearning run, not of the audits
     record.update(status="ok", metrics=metrics, trace={k: v for k, v in ctx.trace.items()})
+    if audit_ctx.curves:  # relearning curve, MIA ROC points (≤ 100 points each): what the report plots
+        record["curves"] = audit_ctx.curves
     return record, unlearned
 
 

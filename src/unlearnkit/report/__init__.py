@@ -1,0 +1,61 @@
+"""``unlearnkit report``: one self-contained HTML page from a results folder written by ``unlearnkit bench``.
+
+``results.py`` shapes the records (mean ± std rows, best cells, curves), ``figures.py`` draws the
+matplotlib figures as inline SVG, ``page.py`` assembles the page, ``cli.py`` is the subcommand.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError, UnlearnkitError
+from .results import Results, load_results, shape
+
+__all__ = ["Results", "build_report", "load_results", "render_report", "shape", "write_report"]
+
+
+def render_report(results: Results, *, title: str | None = None, source: str = "") -> str:
+    """The page's HTML for already-loaded results."""
+    try:
+        import matplotlib  # noqa: F401  the figures
+    except ImportError:
+        raise UnlearnkitError("unlearnkit report draws its figures with matplotlib: pip install matplotlib") from None
+    from .page import render
+
+    if title is None:
+        data = ", ".join(sorted({str(r.get("data")) for r in results.records}))
+        title = f"unlearnkit report: {data}"
+    return render(results, title=title, source=source)
+
+
+def write_report(text: str, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write ``text`` to ``out`` atomically (temp file in the same folder, fsync, rename); refuse an
+    existing ``out`` unless ``force``."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; give a file name, e.g. {out / 'report.html'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def build_report(results_dir: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
+                 title: str | None = None) -> Path:
+    """Read ``results_dir`` (or its ``results.jsonl``), write the HTML page to ``out``; return its path."""
+    if Path(out).exists() and not force:  # fail before any work
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    results = load_results(results_dir)
+    return write_report(render_report(results, title=title, source=str(results_dir)), out, force=force)
