@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run methods × forget scenarios × seeds, audit each, print a table")
     bench.add_argument("--data", default="digits", help="NAME or NAME:PATH (default: digits, embedded)")
+    bench.add_argument("--sweep", type=Path, metavar="FILE.toml",
+                       help="methods × hyper-parameter grids (or a tune best.json) × scenarios × seeds from a TOML "
+                            "file; validated before anything runs")
     bench.add_argument("--preset", help="a standard protocol (cifar10-resnet18, cifar100-subclass): fills model, "
                                         "scenarios, seeds, audits, the original's recipe and the table layout; "
                                         "explicit flags win")
@@ -108,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     _add_precision_flags(forget)
 
+    from .bench import tune_cli
     from .report import cli as report_cli
 
+    tune = sub.add_parser("tune", help=tune_cli.HELP)
+    tune_cli.add_arguments(tune)
     report = sub.add_parser("report", help=report_cli.HELP)
     report_cli.add_arguments(report)
 
@@ -131,6 +137,10 @@ def cmd_bench(args) -> int:
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
         data_options=_parse_options(args.data_options), precision=_precision(args),
     )
+    if args.sweep:
+        from .bench.sweep import load_sweep
+
+        plan = load_sweep(args.sweep, plan)
     columns = headers = None
     if args.preset:
         preset = PRESETS.get(args.preset)
@@ -186,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        from .bench import tune_cli
         from .report import cli as report_cli
 
-        commands = {"bench": cmd_bench, "forget": cmd_forget, "report": report_cli.run, "methods": cmd_methods}
+        commands = {"bench": cmd_bench, "forget": cmd_forget, "tune": tune_cli.run, "report": report_cli.run,
+                    "methods": cmd_methods}
         return commands[args.command](args)
     except UnlearnkitError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)

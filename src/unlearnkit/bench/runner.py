@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .. import __version__
 from ..audits.api import audit
@@ -49,6 +50,20 @@ log = logging.getLogger(__name__)
 REFERENCE = "retrain"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One method as a row of the table: ``method`` run with ``overrides`` (over the plan's ``--set``
+    values), shown as ``label`` (e.g. ``ga[lr=0.001]``, a sweep's grid point)."""
+
+    method: str
+    label: str = ""
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.label:
+            object.__setattr__(self, "label", self.method)
+
+
 @dataclass
 class BenchPlan:
     """What to run. ``None`` fields take the data's defaults (its own, else its kind's: see
@@ -69,6 +84,7 @@ class BenchPlan:
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
     precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
+    variants: list[Variant] | None = None  # a sweep's rows; None: one row per name in ``methods``
 
     @property
     def data_key(self) -> str:
@@ -94,6 +110,15 @@ class BenchPlan:
         # retrain first: it is the reference for avg_gap
         return [REFERENCE] + [name for name in names if name != REFERENCE]
 
+    def runs(self) -> list[Variant]:
+        """The rows run per scenario and seed: retrain first (the reference), then each method, or
+        each sweep variant."""
+        if self.variants is None:
+            return [Variant(name) for name in self.method_names()]
+        for variant in self.variants:
+            METHODS.get(variant.method)
+        return [Variant(REFERENCE)] + [v for v in self.variants if v.method != REFERENCE]
+
     def recipe(self, work: Workload) -> MethodConfig:
         """The original model's training recipe (``--set train.KEY=VALUE`` overrides it)."""
         overrides = dict(self.overrides.get("train", {}))
@@ -101,8 +126,11 @@ class BenchPlan:
             overrides.setdefault("epochs", str(work.quick_epochs))
         return make_config(work.recipe, {**overrides, "seed": self.train_seed}, "train")
 
-    def method_config(self, method: str, seed: int, recipe: MethodConfig, work: Workload | None = None):
-        overrides = dict(self.overrides.get(method, {}))
+    def method_config(self, method: str, seed: int, recipe: MethodConfig, work: Workload | None = None,
+                      extra: dict | None = None):
+        """The cell's config: the workload's and the method's kind defaults, under the plan's
+        ``--set`` values and ``extra`` (a variant's overrides); the cell seed; ``--quick`` epochs."""
+        overrides = {**self.overrides.get(method, {}), **(extra or {})}
         if work is not None and method not in (REFERENCE, "original"):
             config_cls = METHODS.get(method).Config
             known = {f.name for f in dataclasses.fields(config_cls)}
@@ -133,31 +161,29 @@ def cell_id(plan: BenchPlan, scenario: str, method: str, seed: int, config: dict
     return f"{plan.data_key}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"
 
 
-def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
-    """Run (or resume) the plan; return the records of this plan's cells. ``max_cells`` stops early (tests)."""
-    for name in plan.audits or ():
-        AUDITS.get(name)
-    methods = plan.method_names()
-    device = torch.device(plan.device)
-    out = Path(plan.out)
-    store = ResultStore(out / "results.jsonl")
-    given = None
-    if plan.hf_model:  # the user's model is the original; its tokenizer encodes the data
+def reference_path(out: Path, cell: str) -> Path:
+    """Where a retrain cell's weights are kept (our own file: later audits and resumed runs load it)."""
+    return Path(out) / "references" / f"{hashlib.sha256(cell.encode()).hexdigest()[:16]}.safetensors"
+
+
+def load_source(plan: BenchPlan, device: torch.device) -> tuple[DataSource, nn.Module | None]:
+    """The plan's data, and the user's Hugging Face model when one is given (it is then the original
+    and its tokenizer encodes the data)."""
+    if plan.hf_model:
         from ..models.hf import load_hf_model, load_hf_tokenizer
 
         given = load_hf_model(plan.hf_model, device=device)
-        source = load_data(plan.data, tokenizer=load_hf_tokenizer(plan.hf_model), **plan.data_options)
-    else:
-        source = load_data(plan.data, **plan.data_options)
-    plan = plan.resolve(source)
-    for name in plan.audits:
-        AUDITS.get(name)
-    work = workload_for(source)
-    recipe = plan.recipe(work)
-    splits = {scenario: make_split(source, scenario, seed=plan.split_seed) for scenario in plan.scenarios}
-    # one original model per labelling: a subclass:K scenario trains on the coarse-group labels
+        return load_data(plan.data, tokenizer=load_hf_tokenizer(plan.hf_model), **plan.data_options), given
+    return load_data(plan.data, **plan.data_options), None
+
+
+def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfig, device: torch.device,
+                    given: nn.Module | None = None) -> dict[str, tuple]:
+    """One (task, original model, shadow trainer) per labelling of the splits' data, keyed by the
+    source's name: a subclass:K scenario trains on the coarse-group labels. Originals come from the
+    cache (trained there on first use) unless ``given``."""
     originals: dict[str, tuple] = {}
-    for split in splits.values():
+    for split in splits:
         src = split.source
         if src.name not in originals:
             task = work.make_task(src)
@@ -168,8 +194,27 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
                 make = lambda seed, src=src: work.make_model(plan.model, src, seed)  # noqa: E731
                 model = original_model(src, plan.data_key, plan.model, task, recipe, RunContext(device=device), make)
             originals[src.name] = (task, model, shadow_trainer(make, task, recipe, device))
+    return originals
+
+
+def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
+    """Run (or resume) the plan; return the records of this plan's cells. ``max_cells`` stops early (tests)."""
+    for name in plan.audits or ():
+        AUDITS.get(name)
+    runs = plan.runs()
+    device = torch.device(plan.device)
+    out = Path(plan.out)
+    store = ResultStore(out / "results.jsonl")
+    source, given = load_source(plan, device)
+    plan = plan.resolve(source)
+    for name in plan.audits:
+        AUDITS.get(name)
+    work = workload_for(source)
+    recipe = plan.recipe(work)
+    splits = {scenario: make_split(source, scenario, seed=plan.split_seed) for scenario in plan.scenarios}
+    originals = build_originals(plan, splits.values(), work, recipe, device, given)
     seeds = range(plan.seeds)
-    total = len(plan.scenarios) * len(seeds) * len(methods)
+    total = len(plan.scenarios) * len(seeds) * len(runs)
     records, ran, index = [], 0, 0
     for scenario, split in splits.items():
         log.info("scenario %s (%s)", scenario, split.describe())
@@ -179,31 +224,34 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
             audit_ctx = AuditContext(device=device, seed=seed, original=original, trainer=trainer,
                                      options=dict(work.audit_options))
             reference_metrics = None
-            for method in methods:
+            for run in runs:
                 index += 1
-                config = plan.method_config(method, seed, recipe, work)
+                method = run.method
+                config = plan.method_config(method, seed, recipe, work, run.overrides)
                 cell = cell_id(plan, scenario, method, seed, config.to_dict(), recipe.to_dict())
-                reference_file = out / "references" / f"{hashlib.sha256(cell.encode()).hexdigest()[:16]}.safetensors"
+                reference_file = reference_path(out, cell)
                 record = store.get(cell)
                 if record is None:
                     if max_cells is not None and ran >= max_cells:
                         return records
-                    record, model = _run_cell(plan, cell, scenario, split, method, seed, config, recipe,
-                                              original, task, audit_ctx, reference_metrics)
+                    record, model = run_cell(plan, cell, scenario, split, method, seed, config, recipe,
+                                             original, task, audit_ctx, reference_metrics)
+                    if run.label != method:
+                        record["label"] = run.label
                     if method == REFERENCE and model is not None:
                         save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
                     store.add(record)
                     ran += 1
-                    log.info("[%d/%d] %s %s seed %d: %s", index, total, scenario, method, seed, _brief(record))
+                    log.info("[%d/%d] %s %s seed %d: %s", index, total, scenario, run.label, seed, _brief(record))
                 else:
                     model = None
                     if method == REFERENCE and reference_file.exists():
                         model = load_weights(copy.deepcopy(original), reference_file)
-                    log.info("[%d/%d] %s %s seed %d: done earlier, skipped", index, total, scenario, method, seed)
+                    log.info("[%d/%d] %s %s seed %d: done earlier, skipped", index, total, scenario, run.label, seed)
                 if method == REFERENCE:
                     reference_metrics = record["metrics"]
                     audit_ctx.retrain = model
-                records.append(record)
+                records.append({**record, "label": run.label} if run.label != method else record)
     return records
 
 
@@ -218,7 +266,10 @@ def shadow_trainer(make_model, task, recipe: MethodConfig, device: torch.device)
     return train
 
 
-def _run_cell(plan, cell, scenario, split, method, seed, config, recipe, original, task, audit_ctx, reference_metrics):
+def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original, task, audit_ctx, reference_metrics):
+    """Run ``method`` with ``config`` on a copy of ``original`` and audit it: (record, model), the
+    model ``None`` when the run diverged or does not apply. With ``reference_metrics`` (retrain's on
+    the same split) the record has the gaps to retrain."""
     device = audit_ctx.device
     ctx = RunContext(device=device, generator=seed_everything(seed), precision=plan.precision)
     record = {
@@ -271,5 +322,7 @@ def _brief(record: dict) -> str:
 def print_table(records: list[dict], columns=None, headers: dict[str, str] | None = None) -> str:
     """The results as a text table: ``columns`` (default: every known metric present), named by
     ``headers`` where given (a preset's layout)."""
+    # a sweep's rows are told apart by their label (e.g. ga[lr=0.001])
+    records = [{**r, "method": r["label"]} if r.get("label") else r for r in records]
     columns = present_columns(records) if columns is None else present_columns(records, columns)
     return format_table(summarise(records, columns), columns, headers)

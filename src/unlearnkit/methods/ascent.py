@@ -19,6 +19,8 @@ from .loop import LoopMethod
 class GAConfig(MethodConfig):
     epochs: int = 5
     lr: float = 0.002
+    # ours (digits/cnn): the paper gives no sweep; lr spans SGD's stable to diverging ascent
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10)}
 
 
 @register
@@ -40,6 +42,8 @@ class NegGradPlusConfig(MethodConfig):
     epochs: int = 5
     lr: float = 0.01
     alpha: float = 0.9
+    # ours: alpha from pure ascent (0) to pure fine-tuning (1)
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "alpha": ("float", 0.0, 1.0)}
     # text: each epoch is a full pass over the (large) retain QA; 2 keep a TOFU-sized bench in budget
     kind_defaults = {"text": {"epochs": 2}}
 

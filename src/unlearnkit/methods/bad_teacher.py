@@ -84,6 +84,9 @@ class BadTeacherConfig(MethodConfig):
     kl_reduction: str = "mean"
     resample_retain: bool = False
     incompetent_seed_offset: int = 0
+    # ours: lr from the paper's 1e-4 up, temperature around the paper's 1, retain fraction up to all
+    search_space = {"lr": ("log", 1e-5, 1e-2), "epochs": ("int", 1, 10), "temperature": ("log", 0.5, 8.0),
+                    "retain_fraction": ("float", 0.1, 1.0)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -70,6 +70,11 @@ class MethodConfig:
     # retain set. Declared next to each method's config, with the reason.
     kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    # The ranges `unlearnkit tune` searches, declared next to each method's config with where they
+    # come from (the paper's sweep, else ours): field -> ("log", low, high) | ("float", low, high) |
+    # ("int", low, high) | ("choice", [options]) or a Dimension. Read through `search_dimensions`.
+    search_space: ClassVar[dict[str, Any]] = {}
+
     def quick_overrides(self) -> dict[str, Any]:
         """What ``--quick`` changes for a smoke run: half the epochs (at least one).
         Methods with phase-specific epoch counts extend this."""
@@ -77,6 +82,86 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A float in [low, high]: uniform, or log-uniform when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer in [low, high] (both included)."""
+
+    low: int
+    high: int
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``options`` (str, int, float, bool)."""
+
+    options: tuple
+
+    def contains(self, value: Any) -> bool:
+        return value in self.options
+
+
+Dimension = FloatRange | IntRange | Choice
+
+
+def _dimension(spec: Any, field_type: Any, where: str) -> Dimension:
+    """One search-space entry as a typed Dimension, checked against its field's type."""
+    if isinstance(spec, (FloatRange, IntRange, Choice)):
+        dim = spec
+    elif isinstance(spec, tuple) and spec and spec[0] in ("log", "float", "int") and len(spec) == 3:
+        kind, low, high = spec
+        dim = IntRange(low, high) if kind == "int" else FloatRange(low, high, log=kind == "log")
+    elif isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "choice" and isinstance(spec[1], (list, tuple)):
+        dim = Choice(tuple(spec[1]))
+    else:
+        raise ConfigError(f"{where}: expected ('log'|'float'|'int', low, high) or ('choice', [options]), got {spec!r}")
+    is_int, is_float = field_type in ("int", int), field_type in ("float", float)
+    if isinstance(dim, Choice):
+        if not dim.options or len(set(dim.options)) != len(dim.options):
+            raise ConfigError(f"{where}: a choice needs distinct options, got {list(dim.options)}")
+        if not all(isinstance(o, (str, int, float, bool)) for o in dim.options):
+            raise ConfigError(f"{where}: choice options must be str, int, float or bool, got {list(dim.options)}")
+        return dim
+    numbers = (dim.low, dim.high)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers) or not dim.low < dim.high:
+        raise ConfigError(f"{where}: needs numbers low < high, got {dim.low!r}, {dim.high!r}")
+    if isinstance(dim, IntRange) and not (is_int and all(isinstance(v, int) for v in numbers)):
+        raise ConfigError(f"{where}: an int range needs an int field and int bounds")
+    if isinstance(dim, FloatRange):
+        if not is_float:
+            raise ConfigError(f"{where}: a float range needs a float field")
+        if dim.log and dim.low <= 0:
+            raise ConfigError(f"{where}: a log range needs low > 0, got {dim.low}")
+    return dim
+
+
+def search_dimensions(config_cls: type[MethodConfig], method: str | None = None) -> dict[str, Dimension]:
+    """``config_cls.search_space`` as typed dimensions; every key must be a field of the config."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    where = method or config_cls.__name__
+    out = {}
+    for key, spec in config_cls.search_space.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: search space names {key!r}, which is not a hyper-parameter; "
+                              f"known: {', '.join(fields)}")
+        out[key] = _dimension(spec, fields[key].type, f"{where}.search_space[{key!r}]")
+    return out
 
 
 def make_config(config_cls: type[MethodConfig], overrides: dict[str, Any], method: str) -> MethodConfig:

@@ -145,6 +145,10 @@ class EntangleConfig(MethodConfig):
     auto_adjacent_examples: int = 0
     adjacency_signal: str = "features"
     feature_layer: str = ""
+    # ours: the learning rates from the official 2.5e-6 / 2e-5 up to where W-PGD undoes phase 1 (1e-3);
+    # alpha 0 is the paper's no-W2 ablation
+    search_space = {"phase1_lr": ("log", 1e-6, 1e-3), "phase2_lr": ("log", 1e-6, 1e-3),
+                    "phase1_epochs": ("int", 1, 4), "phase2_epochs": ("int", 1, 6), "alpha": ("float", 0.0, 1.0)}
 
     def __post_init__(self):
         super().__post_init__()

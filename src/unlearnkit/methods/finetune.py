@@ -17,6 +17,8 @@ from .loop import LoopMethod
 class FinetuneConfig(MethodConfig):
     epochs: int = 10
     lr: float = 0.01
+    # ours: the papers fix lr and epochs per dataset; lr around SGD's usable range
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10)}
     # text: each epoch is a full pass over the (large) retain QA; 3 keep a TOFU-sized bench in budget
     kind_defaults = {"text": {"epochs": 3}}
 

@@ -59,6 +59,9 @@ class GradDiffConfig(MethodConfig):
     alpha: float = 1.0
     retain_loss: str = "nll"
     freeze_norm: bool = True
+    # ours: the papers fix these per benchmark; the retain weight alpha across two decades
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "alpha": ("log", 0.1, 10.0),
+                    "retain_loss": ("choice", ["nll", "kl"])}
 
     def __post_init__(self):
         super().__post_init__()

@@ -33,6 +33,8 @@ class IDKConfig(GradDiffConfig):
     epochs: int = 10
     lr: float = 0.01
     grad_clip: float = 1.0
+    # ours, as GradDiff's
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "alpha": ("log", 0.1, 10.0)}
 
 
 @register

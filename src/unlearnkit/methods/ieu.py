@@ -119,6 +119,10 @@ class IEUConfig(MethodConfig):
     noise_every: int = 5
     repair_epochs: int = 3
     repair_lr: float = 0.01
+    # ours, after the research notes' proposed grid (ascent weight 0.1–1, noise scales); decay and
+    # repair epochs around our digits defaults
+    search_space = {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 1, 10), "ascent_weight": ("float", 0.1, 1.0),
+                    "noise_sigma": ("log", 1e-3, 1.0), "decay": ("log", 0.1, 10.0), "repair_epochs": ("int", 0, 5)}
 
     def __post_init__(self):
         super().__post_init__()

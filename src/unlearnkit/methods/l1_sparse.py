@@ -52,6 +52,9 @@ class L1SparseConfig(MethodConfig):
     gamma: float = 5e-3
     gamma_schedule: str = "epoch"
     no_l1_epochs: int = 0
+    # ours: gamma two decades either side of the code's 5e-3; no_l1_epochs is left out (it must not
+    # exceed epochs, which the search varies)
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "gamma": ("log", 5e-5, 5e-1)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -72,6 +72,9 @@ class LURConfig(MethodConfig):
     lookahead: str = "retain"
     unlearn_loss: str = "ga"
     lookahead_bn: str = "batch"
+    # ours: the paper's values could not be read; look-ahead step and forget weight around our defaults
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "alpha": ("log", 0.01, 1.0),
+                    "forget_weight": ("log", 0.05, 1.0), "unlearn_loss": ("choice", ["ga", "rl"])}
 
     def __post_init__(self):
         super().__post_init__()

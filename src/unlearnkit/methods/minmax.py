@@ -113,6 +113,9 @@ class UAMConfig(MethodConfig):
     # text: an epoch is a full pass over the (large) retain QA at ~3 passes per step; one keeps a
     # TOFU-sized bench in budget (more epochs did not change tofu-mini's forget quality: 0.00)
     kind_defaults = {"text": {"epochs": 1}}
+    # rho: the research notes' SAM-typical 0.01–1 extended to our digits default 2; lr, epochs ours
+    search_space = {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 1, 6), "rho": ("log", 0.01, 5.0),
+                    "rho_schedule": ("choice", ["constant", "cosine"])}
 
     def __post_init__(self):
         super().__post_init__()

@@ -104,6 +104,10 @@ class MOXConfig(MethodConfig):
     bn_stats: str = "reference"
     mem_bn: str = "frozen"
     track: bool = False
+    # alpha: the paper's grid {0.5, 1, 2, 4, 8}; eta around its 0.675; lr, epochs, kl_weight ours
+    search_space = {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 1, 10),
+                    "alpha": ("choice", [0.5, 1.0, 2.0, 4.0, 8.0]), "eta": ("float", 0.3, 0.95),
+                    "kl_weight": ("log", 0.1, 10.0)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -59,6 +59,9 @@ class NPOConfig(GradDiffConfig):
     epochs: int = 5
     lr: float = 0.002
     beta: float = 0.1
+    # ours: beta a decade either side of the paper's 0.1; the retain weight as GradDiff's
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "beta": ("log", 0.01, 1.0),
+                    "alpha": ("log", 0.1, 10.0)}
 
     def __post_init__(self):
         super().__post_init__()
@@ -76,6 +79,9 @@ class SimNPOConfig(NPOConfig):
     beta: float = 4.5
     gamma: float = 0.125
     delta: float = 0.0
+    # ours: around the TOFU config's beta 4.5 and gamma 0.125 (gamma 0 drops the forget term's 1/8 scale)
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "beta": ("log", 0.5, 10.0),
+                    "gamma": ("float", 0.0, 1.0)}
 
 
 def negative_preference(score: torch.Tensor, beta: float, margin: float = 0.0) -> torch.Tensor:

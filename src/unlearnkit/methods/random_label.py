@@ -19,6 +19,8 @@ class RandomLabelConfig(MethodConfig):
     epochs: int = 10
     lr: float = 0.01
     retain_weight: float = 1.0
+    # ours: lr and epochs as for fine-tuning, retain weight from forget-only (0) to 2× (1 = the code)
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "retain_weight": ("float", 0.0, 2.0)}
 
 
 @register

@@ -86,6 +86,9 @@ class RMUConfig(MethodConfig):
     alpha: float = 3.0
     norm_batches: int = 4
     freeze_norm: bool = True
+    # ours: steering coefficient (relative) and retain weight around our digits defaults
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "steering_coeff": ("log", 0.5, 20.0),
+                    "alpha": ("log", 0.1, 100.0)}
 
     def __post_init__(self):
         super().__post_init__()

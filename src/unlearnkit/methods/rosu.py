@@ -109,6 +109,9 @@ class ROSUConfig(UAMConfig):
     parallel_tol: float = 1e-4
     amp: float = 0.0
     per_layer: bool = False
+    # UAM's space plus amp κ over the research notes' proposed sweep {0, 0.1, 0.5, 1}
+    search_space = {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 1, 6), "rho": ("log", 0.01, 5.0),
+                    "amp": ("float", 0.0, 1.0)}
 
     def __post_init__(self):
         super().__post_init__()

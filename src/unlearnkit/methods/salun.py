@@ -49,6 +49,9 @@ class SalUnConfig(RandomLabelConfig):
     lr: float = 0.013
     saliency_fraction: float = 0.5
     mask_scope: str = "global"
+    # saliency_fraction: the SalUn code generates masks at thresholds 10 %…100 %; lr and epochs ours
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10),
+                    "saliency_fraction": ("float", 0.1, 1.0)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -85,6 +85,9 @@ class SCRUBConfig(MethodConfig):
     alpha: float = 0.001
     gamma: float = 0.99
     freeze_norm: bool = False
+    # ours: lr from the paper's 5e-4 to 1e-1, the paper's alpha 0.001 and gamma 0.99 widened
+    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 6), "msteps": ("int", 0, 4),
+                    "alpha": ("log", 1e-4, 1.0), "gamma": ("float", 0.1, 1.0)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -61,6 +61,8 @@ class SSDConfig(MethodConfig):
     alpha: float = 5.0
     lam: float = 1.0
     importance: str = "per_example"
+    # alpha: 10 (paper, ResNet-18), 50 (faces) and 5 (ours, digits) all inside; lam around the paper's 1
+    search_space = {"alpha": ("log", 1.0, 100.0), "lam": ("log", 0.1, 10.0)}
     # text: the causal-LM loss trims padding with data-dependent indexing, which vmap cannot trace,
     # so language models use the code's squared batch gradients
     kind_defaults = {"text": {"importance": "per_batch"}}
