@@ -87,6 +87,8 @@ class BadTeacherConfig(MethodConfig):
     # ours: lr from the paper's 1e-4 up, temperature around the paper's 1, retain fraction up to all
     search_space = {"lr": ("log", 1e-5, 1e-2), "epochs": ("int", 1, 10), "temperature": ("log", 0.5, 8.0),
                     "retain_fraction": ("float", 0.1, 1.0)}
+    # text: 3 epochs (each over the forget QA + 30 % of the retain QA) keep a TOFU-sized bench in budget
+    kind_defaults = {"text": {"epochs": 3}}
 
     def __post_init__(self):
         super().__post_init__()

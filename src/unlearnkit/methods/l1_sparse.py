@@ -55,6 +55,8 @@ class L1SparseConfig(MethodConfig):
     # ours: gamma two decades either side of the code's 5e-3; no_l1_epochs is left out (it must not
     # exceed epochs, which the search varies)
     search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "gamma": ("log", 5e-5, 5e-1)}
+    # text: each epoch is a full pass over the (large) retain QA; 3, as finetune, keep a TOFU-sized bench in budget
+    kind_defaults = {"text": {"epochs": 3}}
 
     def __post_init__(self):
         super().__post_init__()

@@ -88,6 +88,9 @@ class SCRUBConfig(MethodConfig):
     # ours: lr from the paper's 5e-4 to 1e-1, the paper's alpha 0.001 and gamma 0.99 widened
     search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 6), "msteps": ("int", 0, 4),
                     "alpha": ("log", 1e-4, 1.0), "gamma": ("float", 0.1, 1.0)}
+    # text: every epoch is a min pass over the (large) retain QA; one max + one min pass keep a
+    # TOFU-sized bench in budget
+    kind_defaults = {"text": {"epochs": 1, "msteps": 1}}
 
     def __post_init__(self):
         super().__post_init__()
