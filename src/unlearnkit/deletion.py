@@ -23,11 +23,9 @@ import dataclasses
 import hashlib
 import html
 import json
-import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import write_text_atomic
 from .audits.api import audit
 from .audits.base import AuditContext
 from .audits.gap import gaps_to_retrain
@@ -267,16 +266,7 @@ def _command(req: ForgetRequest) -> str:
 def _write_atomic(path: Path, text: str) -> None:
     if path.exists():
         raise CheckpointError(f"{path} already exists; refusing to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, text)
 
 
 # --------------------------------------------------------------------------- the HTML record

@@ -6,9 +6,9 @@ matplotlib figures as inline SVG, ``page.py`` assembles the page, ``cli.py`` is 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError, UnlearnkitError
 from .results import Results, load_results, shape
 
@@ -37,18 +37,7 @@ def write_report(text: str, out: str | os.PathLike, *, force: bool = False) -> P
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
     if out.is_dir():
         raise ConfigError(f"{out} is a folder; give a file name, e.g. {out / 'report.html'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(out, text)  # readable by others: a report is meant to be shared
     return out
 
 
