@@ -101,6 +101,7 @@ class BenchPlan:
             scenarios=list(self.scenarios or source.default_scenarios or work.scenarios),
             seeds=1 if self.quick else (self.seeds or work.seeds),
             audits=list(self.audits or source.default_audits or work.audits),
+            methods=self.methods or (list(work.methods) if work.methods else None),
         )
 
     def method_names(self) -> list[str]:

@@ -33,6 +33,8 @@ class Workload:
     method_defaults: tuple[tuple[str, str], ...] = ()
     # per-audit-family settings for this kind of data (AuditContext.options)
     audit_options: tuple[tuple[str, object], ...] = ()
+    # the methods a benchmark runs when the user names none (empty: every registered method)
+    methods: tuple[str, ...] = ()
 
 
 def _lm_task(source: DataSource) -> Task:
@@ -59,6 +61,10 @@ WORKLOADS = {
     # benchmark, so one seed by default
     "text": Workload(
         kind="text", make_task=_lm_task, make_model=_lm_model, recipe=LMTrainConfig, model="tiny-llama",
+        # the reference rows, the LLM baselines and the five seed methods: what the TOFU/WMDP tables
+        # compare, within ~10 minutes on 2 CPU cores for tofu-mini; `--methods` runs any other
+        methods=("original", "ga", "graddiff", "npo", "simnpo", "idk", "rmu", "entangle", "lur", "ieu", "mox",
+                 "rosu"),
         scenarios=(), audits=("accuracy", "mia", "relearn"), seeds=1, quick_epochs=10,
         method_defaults=(("optimizer", "adamw"), ("lr", "1e-3"), ("batch_size", "32"), ("momentum", "0.9"),
                          ("weight_decay", "0.0")),
