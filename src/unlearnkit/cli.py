@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a local Hugging Face causal-LM folder (save_pretrained) to use as the original model; "
                             "its tokenizer encodes the text data; never downloads")
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="worker processes, one (scenario, seed) group of cells each at a time, one torch "
+                            "thread each (default: 1, in this process)")
     _add_precision_flags(bench)
     bench.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     bench.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
@@ -130,12 +133,14 @@ def cmd_bench(args) -> int:
 
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     audits = args.audits or (list(FULL_AUDITS) if args.full else None)
     plan = BenchPlan(
         data=args.data, model=args.model, scenarios=args.forget, methods=args.methods, seeds=args.seeds,
         audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
-        data_options=_parse_options(args.data_options), precision=_precision(args),
+        data_options=_parse_options(args.data_options), precision=_precision(args), workers=args.workers,
     )
     if args.sweep:
         from .bench.sweep import load_sweep

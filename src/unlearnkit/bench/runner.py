@@ -84,6 +84,7 @@ class BenchPlan:
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
     precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
+    workers: int = 1  # worker processes for the (scenario, seed) groups
     variants: list[Variant] | None = None  # a sweep's rows; None: one row per name in ``methods``
 
     @property
@@ -198,14 +199,26 @@ def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfi
     return originals
 
 
-def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
-    """Run (or resume) the plan; return the records of this plan's cells. ``max_cells`` stops early (tests)."""
+@dataclass
+class _Setup:
+    """Everything a (scenario, seed) group of cells needs, built the same way in the main process
+    and in every worker."""
+
+    plan: BenchPlan
+    runs: list
+    work: Workload
+    recipe: MethodConfig
+    splits: dict
+    originals: dict
+    device: torch.device
+    out: Path
+
+
+def _setup(plan: BenchPlan) -> _Setup:
     for name in plan.audits or ():
         AUDITS.get(name)
     runs = plan.runs()
     device = torch.device(plan.device)
-    out = Path(plan.out)
-    store = ResultStore(out / "results.jsonl")
     source, given = load_source(plan, device)
     plan = plan.resolve(source)
     for name in plan.audits:
@@ -214,46 +227,100 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     recipe = plan.recipe(work)
     splits = {scenario: make_split(source, scenario, seed=plan.split_seed) for scenario in plan.scenarios}
     originals = build_originals(plan, splits.values(), work, recipe, device, given)
-    seeds = range(plan.seeds)
-    total = len(plan.scenarios) * len(seeds) * len(runs)
-    records, ran, index = [], 0, 0
-    for scenario, split in splits.items():
-        log.info("scenario %s (%s)", scenario, split.describe())
-        task, original, trainer = originals[split.source.name]
-        for seed in seeds:
-            # one audit context per scenario and seed: shadow models are shared by all its cells
-            audit_ctx = AuditContext(device=device, seed=seed, original=original, trainer=trainer,
-                                     options=dict(work.audit_options))
-            reference_metrics = None
-            for run in runs:
-                index += 1
-                method = run.method
-                config = plan.method_config(method, seed, recipe, work, run.overrides)
-                cell = cell_id(plan, scenario, method, seed, config.to_dict(), recipe.to_dict())
-                reference_file = reference_path(out, cell)
-                record = store.get(cell)
-                if record is None:
-                    if max_cells is not None and ran >= max_cells:
-                        return records
-                    record, model = run_cell(plan, cell, scenario, split, method, seed, config, recipe,
-                                             original, task, audit_ctx, reference_metrics)
-                    if run.label != method:
-                        record["label"] = run.label
-                    if method == REFERENCE and model is not None:
-                        save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
-                    store.add(record)
-                    ran += 1
-                    log.info("[%d/%d] %s %s seed %d: %s", index, total, scenario, run.label, seed, _brief(record))
-                else:
-                    model = None
-                    if method == REFERENCE and reference_file.exists():
-                        model = load_weights(copy.deepcopy(original), reference_file)
-                    log.info("[%d/%d] %s %s seed %d: done earlier, skipped", index, total, scenario, run.label, seed)
-                if method == REFERENCE:
-                    reference_metrics = record["metrics"]
-                    audit_ctx.retrain = model
-                records.append({**record, "label": run.label} if run.label != method else record)
+    return _Setup(plan, runs, work, recipe, splits, originals, device, Path(plan.out))
+
+
+def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: list | None = None) -> list[dict]:
+    """The cells of one scenario and seed, retrain first (every other cell's reference): the stored
+    record where ``lookup(cell)`` has one, else run it and hand it to ``on_new``. ``budget`` (a
+    one-element list) counts down the cells still allowed to run (tests)."""
+    plan, split, out = setup.plan, setup.splits[scenario], setup.out
+    task, original, trainer = setup.originals[split.source.name]
+    # one audit context per scenario and seed: shadow models are shared by all its cells
+    audit_ctx = AuditContext(device=setup.device, seed=seed, original=original, trainer=trainer,
+                             options=dict(setup.work.audit_options))
+    reference_metrics, records = None, []
+    for run in setup.runs:
+        method = run.method
+        config = plan.method_config(method, seed, setup.recipe, setup.work, run.overrides)
+        cell = cell_id(plan, scenario, method, seed, config.to_dict(), setup.recipe.to_dict())
+        reference_file = reference_path(out, cell)
+        record = lookup(cell)
+        if record is None:
+            if budget is not None:
+                if budget[0] <= 0:
+                    return records
+                budget[0] -= 1
+            record, model = run_cell(plan, cell, scenario, split, method, seed, config, setup.recipe,
+                                     original, task, audit_ctx, reference_metrics)
+            if run.label != method:
+                record["label"] = run.label
+            if method == REFERENCE and model is not None:
+                save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
+            on_new(record)
+            log.info("%s %s seed %d: %s", scenario, run.label, seed, _brief(record))
+        else:
+            model = None
+            if method == REFERENCE and reference_file.exists():
+                model = load_weights(copy.deepcopy(original), reference_file)
+            log.info("%s %s seed %d: done earlier, skipped", scenario, run.label, seed)
+        if method == REFERENCE:
+            reference_metrics = record["metrics"]
+            audit_ctx.retrain = model
+        records.append({**record, "label": run.label} if run.label != method else record)
     return records
+
+
+def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
+    """Run (or resume) the plan; return the records of this plan's cells. ``max_cells`` stops early
+    (tests). With ``plan.workers > 1`` the (scenario, seed) groups run in that many worker processes
+    (one torch thread each); only this process writes the results store, each cell exactly once."""
+    store = ResultStore(Path(plan.out) / "results.jsonl")
+    setup = _setup(plan)  # trains and caches the originals once, before any worker starts
+    groups = [(scenario, seed) for scenario in setup.splits for seed in range(setup.plan.seeds)]
+    log.info("%d scenario(s) × %d seed(s) × %d method(s)", len(setup.splits), setup.plan.seeds, len(setup.runs))
+    if plan.workers > 1 and max_cells is None:
+        return _run_parallel(plan, setup, groups, store)
+    budget = None if max_cells is None else [max_cells]
+    records = []
+    for scenario, seed in groups:
+        records += _run_group(setup, scenario, seed, store.get, store.add, budget)
+        if budget is not None and budget[0] <= 0:
+            break
+    return records
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def _worker_group(plan: BenchPlan, scenario: str, seed: int, done: dict[str, dict]) -> tuple[list, list]:
+    """In a worker: run one group; return (its records in order, the newly run ones)."""
+    new: list[dict] = []
+    setup = _setup(plan)  # originals come from the cache the main process filled
+    records = _run_group(setup, scenario, seed, done.get, new.append)
+    return records, new
+
+
+def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) -> list[dict]:
+    import concurrent.futures
+    import multiprocessing
+
+    done = {r["cell"]: r for r in store.records}
+    worker_plan = replace(setup.plan, workers=1)
+    context = multiprocessing.get_context("spawn")  # no fork after torch has started threads
+    by_group: dict[tuple, list] = {}
+    with concurrent.futures.ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init) as pool:
+        futures = {pool.submit(_worker_group, worker_plan, scenario, seed, done): (scenario, seed)
+                   for scenario, seed in groups}
+        for future in concurrent.futures.as_completed(futures):
+            records, new = future.result()
+            for record in new:
+                if not store.has(record["cell"]):
+                    store.add(record)  # the main process is the only writer
+            by_group[futures[future]] = records
+    return [record for group in groups for record in by_group[group]]
 
 
 def shadow_trainer(make_model, task, recipe: MethodConfig, device: torch.device):
