@@ -44,3 +44,22 @@ def test_channels_last_gives_the_same_result(task, digits):
     assert torch.allclose(_params(plain), _params(cl), atol=1e-4)
     conv = next(p for p in cl.parameters() if p.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gradient_checkpointing_switch_on_a_language_model():
+    pytest.importorskip("transformers").utils.logging.disable_progress_bar()
+    from lm_helpers import text_source, tiny_llama, tiny_tokenizer
+    from unlearnkit.models.hf import is_checkpointing
+    from unlearnkit.tasks.causal_lm import CausalLMTask
+
+    tok = tiny_tokenizer()
+    source = text_source(tok, n=12, n_forget=4)
+    split = uk.make_split(source, "forget")
+    model = tiny_llama(tok, seed=0)
+    out = uk.unlearn(model, CausalLMTask(tok), split, method="ga", ctx=RunContext(precision=Precision(checkpointing=True)),
+                     epochs=1, batch_size=4)
+    plain = uk.unlearn(model, CausalLMTask(tok), split, method="ga", epochs=1, batch_size=4)
+    assert is_checkpointing(out) and not is_checkpointing(model)
+    assert torch.allclose(_params(out), _params(plain), atol=1e-5)  # same arithmetic, recomputed
+    with pytest.raises(ConfigError, match="Hugging Face"):
+        Precision(checkpointing=True).prepare(uk.build_model("mlp", (1, 8, 8), 10))

@@ -42,12 +42,15 @@ def _add_precision_flags(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision for the unlearning steps (fp16 adds a loss scaler)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convolutions)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (Hugging Face models: less memory)")
 
 
 def _precision(args):
     from .methods.precision import Precision
 
-    return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile)
+    return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                     checkpointing=args.gradient_checkpointing)
 
 
 def build_parser() -> argparse.ArgumentParser:

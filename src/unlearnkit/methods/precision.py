@@ -8,6 +8,8 @@ surrogate points: ``lur``, ``uam``/``rosu``, ``mox``…) accept bf16 only. ``cha
 4-D weights (and image batches, through the data pipeline) in channels-last memory format, which
 tensor-core convolutions prefer. ``compile`` hands ``torch.compile(model)`` to the method's
 forward passes; the optimizer, hooks and the saved weights use the plain module.
+``checkpointing`` (Hugging Face models) recomputes activations in the backward pass instead of
+keeping them: less memory for ~1.3× the time, the switch for language models that do not fit.
 
 These are speed switches: they change results only at floating-point rounding level (bf16/fp16
 more than that). ``benchmarks/vision_speed.py`` measures them.
@@ -30,6 +32,7 @@ class Precision:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    checkpointing: bool = False
 
     def __post_init__(self):
         if self.amp not in AMP_DTYPES:
@@ -46,4 +49,10 @@ class Precision:
         """The module the method's forwards go through (``model`` itself unless compiling)."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.checkpointing:
+            if not (hasattr(model, "gradient_checkpointing_enable") or hasattr(model, "activation_checkpointing_enable")):
+                raise ConfigError("gradient checkpointing is for Hugging Face models; this model has no switch for it")
+            from ..models.hf import set_gradient_checkpointing
+
+            set_gradient_checkpointing(model)
         return torch.compile(model) if self.compile else model
