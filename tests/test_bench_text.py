@@ -104,3 +104,15 @@ def test_methods_declare_their_text_defaults_and_the_user_overrides_them():
     assert plan.method_config("finetune", 0, recipe, text).optimizer == "adamw"  # workload default kept
     user = BenchPlan(data="tofu-mini", overrides={"finetune": {"epochs": "7"}})
     assert user.method_config("finetune", 0, recipe, text).epochs == 7
+
+
+def test_text_benchmark_runs_the_llm_baselines_and_seed_methods_by_default():
+    from unlearnkit.bench.runner import BenchPlan
+    from unlearnkit.bench.workload import WORKLOADS
+    from unlearnkit.data.sources import DataSource
+
+    source = DataSource(name="t", train=None, test=None, num_classes=0, input_shape=(), kind="text")
+    names = BenchPlan(data="t").resolve(source).method_names()
+    assert names[0] == "retrain" and set(names[1:]) == set(WORKLOADS["text"].methods)
+    assert {"entangle", "lur", "ieu", "mox", "rosu", "npo", "rmu"} <= set(names)
+    assert BenchPlan(data="t", methods=["ga"]).resolve(source).method_names() == ["retrain", "ga"]

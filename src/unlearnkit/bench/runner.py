@@ -217,10 +217,10 @@ class _Setup:
 def _setup(plan: BenchPlan) -> _Setup:
     for name in plan.audits or ():
         AUDITS.get(name)
-    runs = plan.runs()
     device = torch.device(plan.device)
     source, given = load_source(plan, device)
     plan = plan.resolve(source)
+    runs = plan.runs()  # after resolve: the data's kind may name the default methods
     for name in plan.audits:
         AUDITS.get(name)
     work = workload_for(source)
