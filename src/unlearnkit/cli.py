@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli_options import parse_data_options
 from .errors import ConfigError, UnlearnkitError
 
 
@@ -23,17 +24,6 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
         if not eq or not dot or not method or not key:
             raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. ga.lr=0.001")
         out.setdefault(method, {})[key] = value
-    return out
-
-
-def _parse_options(items: list[str]) -> dict[str, str]:
-    """``--data-option KEY=VALUE`` pairs (the loader converts and validates the values)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--data-option {item!r}: expected KEY=VALUE, e.g. groups=map.json")
-        out[key] = value
     return out
 
 
@@ -143,7 +133,7 @@ def cmd_bench(args) -> int:
         data=args.data, model=args.model, scenarios=args.forget, methods=args.methods, seeds=args.seeds,
         audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
-        data_options=_parse_options(args.data_options), precision=_precision(args), workers=args.workers,
+        data_options=parse_data_options(args.data_options), precision=_precision(args), workers=args.workers,
     )
     if args.sweep:
         from .bench.sweep import load_sweep
@@ -175,7 +165,7 @@ def cmd_forget(args) -> int:
         overrides[key] = value
     request = ForgetRequest(
         data=args.data, forget=args.forget, method=args.method, out=args.out, model=args.model, arch=args.arch,
-        hf_model=args.hf_model, overrides=overrides, data_options=_parse_options(args.data_options),
+        hf_model=args.hf_model, overrides=overrides, data_options=parse_data_options(args.data_options),
         audits=args.audits, retrain=args.retrain, retrain_model=args.retrain_model, seed=args.seed,
         split_seed=args.split_seed, train_seed=args.train_seed, device=args.device, argv=list(args.argv or []),
         precision=_precision(args),

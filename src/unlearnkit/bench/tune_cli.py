@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..cli_options import parse_data_options
 
 if TYPE_CHECKING:
     from .tune import TuneRequest
@@ -27,16 +28,6 @@ def parse_sets(items: list[str], method: str) -> dict[str, dict[str, str]]:
         if not eq or not key or target not in (method, "train"):
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, {method}.KEY=VALUE or train.KEY=VALUE")
         out.setdefault(target, {})[key] = value
-    return out
-
-
-def parse_options(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--data-option {item!r}: expected KEY=VALUE")
-        out[key] = value
     return out
 
 
@@ -84,7 +75,7 @@ def request_from_args(args) -> TuneRequest:
         study=args.study, seed=args.seed, out=args.out, overrides=parse_sets(args.sets, args.method),
         model=args.model, audits=args.audits, quick=args.quick, utility_floor=args.utility_floor,
         device=args.device, train_seed=args.train_seed, split_seed=args.split_seed,
-        data_options=parse_options(args.data_options), hf_model=args.hf_model,
+        data_options=parse_data_options(args.data_options), hf_model=args.hf_model,
     )
 
 

@@ -180,32 +180,30 @@ def _tradeoff_section(results: Results, styles) -> str:
     return _section("tradeoff", "Forgetting vs utility", intro, parts, notes)
 
 
-def _relearn_section(results: Results, styles) -> str:
+def _curves_section(results: Results, styles, key: str, title: str, intro: str, draw, missing: str) -> str:
+    """One figure per scenario from ``draw``, or a note where the records carry no such curves."""
     parts, notes = [], []
     for i, scenario in enumerate(results.scenarios):
-        figure = figures.relearn_figure(results, scenario, styles, f"relearn-{i}")
+        figure = draw(results, scenario, styles, f"{key}-{i}")
         if figure is None:
-            notes.append(f"{scenario}: no relearning curves (the relearn audit did not run, or the results "
-                         "predate curve recording)")
+            notes.append(f"{scenario}: no {missing} (the audit did not run, or the results predate curve recording)")
         else:
             parts.append(figure)
+    return _section(key, title, intro, parts, notes)
+
+
+def _relearn_section(results: Results, styles) -> str:
     intro = ("Fine-tuning each unlearned model on the forget set: how fast it knows the forget set again. "
              "A slower climb (later threshold crossing) means the knowledge is harder to recover.")
-    return _section("relearn", "Relearning curves", intro, parts, notes)
+    return _curves_section(results, styles, "relearn", "Relearning curves", intro, figures.relearn_figure,
+                           "relearning curves")
 
 
 def _roc_section(results: Results, styles) -> str:
-    parts, notes = [], []
-    for i, scenario in enumerate(results.scenarios):
-        figure = figures.roc_figure(results, scenario, styles, f"roc-{i}")
-        if figure is None:
-            notes.append(f"{scenario}: no MIA ROC curves (the mia audit did not run, or the results predate "
-                         "curve recording)")
-        else:
-            parts.append(figure)
     intro = ("Loss-threshold membership attack, forget set (members) vs held-out examples of the same "
              "distribution. Close to retrain's curve is the goal; the diagonal is an attacker who cannot tell.")
-    return _section("mia", "Membership inference: ROC curves", intro, parts, notes)
+    return _curves_section(results, styles, "mia", "Membership inference: ROC curves", intro, figures.roc_figure,
+                           "MIA ROC curves")
 
 
 def _runtime_section(results: Results, styles) -> str:
