@@ -29,3 +29,18 @@ def test_workers_give_the_sequential_results_each_cell_once_and_resume(tmp_path,
 def test_bad_worker_count_is_refused(tmp_path, capsys):
     assert main(["bench", "--workers", "0", "--out", str(tmp_path)]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_submitit_local_executor_runs_the_groups(tmp_path, capsys, monkeypatch):
+    """The SLURM path (submitit) with submitit's local executor: each group is a job; results land once."""
+    import pytest
+
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    args = ["bench", "--model", "mlp", "--methods", "ga", "--forget", "class:1", "--seeds", "2",
+            "--audits", "accuracy", "--set", "train.epochs=2", "--set", "ga.epochs=1",
+            "--workers", "2", "--executor", "submitit-local", "--out", str(tmp_path / "run")]
+    assert main(args) == 0, capsys.readouterr().err
+    records = _records(tmp_path / "run" / "results.jsonl")
+    assert len(records) == len({r["cell"] for r in records}) == 4  # 2 seeds × (retrain, ga)
+    assert list((tmp_path / "run" / "submitit").glob("*_result.pkl")) or list((tmp_path / "run" / "submitit").iterdir())

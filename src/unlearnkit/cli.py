@@ -27,6 +27,17 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _parse_slurm(items: list[str]) -> dict:
+    """``--slurm KEY=VALUE``: submitit parameters (numbers become numbers)."""
+    out: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--slurm {item!r}: expected KEY=VALUE, e.g. slurm_partition=gpu")
+        out[key] = int(value) if value.isdigit() else value
+    return out
+
+
 def _add_precision_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                         help="mixed precision for the unlearning steps (fp16 adds a loss scaler)")
@@ -79,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=1,
                        help="worker processes, one (scenario, seed) group of cells each at a time, one torch "
                             "thread each (default: 1, in this process)")
+    bench.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                       help="where --workers groups run: local processes (default), SLURM jobs through submitit "
+                            "(pip install 'unlearnkit[slurm]'), or submitit's local executor")
+    bench.add_argument("--slurm", dest="slurm", action="append", default=[], metavar="KEY=VALUE",
+                       help="a submitit parameter for --executor slurm, e.g. slurm_partition=gpu, timeout_min=120, "
+                            "gpus_per_node=1; repeatable")
     _add_precision_flags(bench)
     bench.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     bench.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
@@ -134,6 +151,7 @@ def cmd_bench(args) -> int:
         audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
         split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
         data_options=parse_data_options(args.data_options), precision=_precision(args), workers=args.workers,
+        executor=args.executor, slurm=_parse_slurm(args.slurm),
     )
     if args.sweep:
         from .bench.sweep import load_sweep

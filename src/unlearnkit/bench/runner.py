@@ -85,6 +85,10 @@ class BenchPlan:
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
     precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
     workers: int = 1  # worker processes for the (scenario, seed) groups
+    # where the groups run when workers > 1: "local" (a process pool here), "slurm" (submitit jobs on
+    # a SLURM cluster; pip install submitit) or "submitit-local" (submitit's local executor: tests)
+    executor: str = "local"
+    slurm: dict[str, str] = field(default_factory=dict)  # submitit parameters, e.g. {"slurm_partition": "gpu"}
     variants: list[Variant] | None = None  # a sweep's rows; None: one row per name in ``methods``
 
     @property
@@ -297,30 +301,62 @@ def _worker_init() -> None:
 
 def _worker_group(plan: BenchPlan, scenario: str, seed: int, done: dict[str, dict]) -> tuple[list, list]:
     """In a worker: run one group; return (its records in order, the newly run ones)."""
+    torch.set_num_threads(1)
     new: list[dict] = []
     setup = _setup(plan)  # originals come from the cache the main process filled
     records = _run_group(setup, scenario, seed, done.get, new.append)
     return records, new
 
 
-def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) -> list[dict]:
-    import concurrent.futures
-    import multiprocessing
+EXECUTORS = ("local", "slurm", "submitit-local")
 
+
+def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) -> list[dict]:
+    """Each (scenario, seed) group is one job on ``plan.executor``; records come back here, where the
+    store is written (each cell once). A killed run resumes from the store like a sequential one."""
     done = {r["cell"]: r for r in store.records}
     worker_plan = replace(setup.plan, workers=1)
-    context = multiprocessing.get_context("spawn")  # no fork after torch has started threads
     by_group: dict[tuple, list] = {}
-    with concurrent.futures.ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init) as pool:
-        futures = {pool.submit(_worker_group, worker_plan, scenario, seed, done): (scenario, seed)
-                   for scenario, seed in groups}
-        for future in concurrent.futures.as_completed(futures):
-            records, new = future.result()
-            for record in new:
-                if not store.has(record["cell"]):
-                    store.add(record)  # the main process is the only writer
-            by_group[futures[future]] = records
+
+    def collect(group, result):
+        records, new = result
+        for record in new:
+            if not store.has(record["cell"]):
+                store.add(record)  # the main process is the only writer
+        by_group[group] = records
+
+    if plan.executor == "local":
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork after torch has started threads
+        with concurrent.futures.ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init) as pool:
+            futures = {pool.submit(_worker_group, worker_plan, scenario, seed, done): (scenario, seed)
+                       for scenario, seed in groups}
+            for future in concurrent.futures.as_completed(futures):
+                collect(futures[future], future.result())
+    else:
+        jobs = _submitit_jobs(plan, worker_plan, groups, done)
+        import submitit
+
+        for job in submitit.helpers.as_completed(list(jobs)):
+            collect(jobs[job], job.result())
     return [record for group in groups for record in by_group[group]]
+
+
+def _submitit_jobs(plan: BenchPlan, worker_plan: BenchPlan, groups, done) -> dict:
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--executor slurm needs submitit: pip install 'unlearnkit[slurm]'") from None
+    cluster = "local" if plan.executor == "submitit-local" else "slurm"
+    executor = submitit.AutoExecutor(folder=Path(plan.out) / "submitit", cluster=cluster)
+    executor.update_parameters(cpus_per_task=1, **plan.slurm)
+    executor.update_parameters(**({"slurm_array_parallelism": plan.workers} if cluster == "slurm" else {}))
+    with executor.batch():
+        jobs = [(executor.submit(_worker_group, worker_plan, scenario, seed, done), (scenario, seed))
+                for scenario, seed in groups]
+    return dict(jobs)
 
 
 def shadow_trainer(make_model, task, recipe: MethodConfig, device: torch.device):
