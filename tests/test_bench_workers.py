@@ -44,3 +44,43 @@ def test_submitit_local_executor_runs_the_groups(tmp_path, capsys, monkeypatch):
     records = _records(tmp_path / "run" / "results.jsonl")
     assert len(records) == len({r["cell"] for r in records}) == 4  # 2 seeds × (retrain, ga)
     assert list((tmp_path / "run" / "submitit").glob("*_result.pkl")) or list((tmp_path / "run" / "submitit").iterdir())
+
+
+def test_a_sweep_killed_midway_with_two_workers_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text('model = "mlp"\nscenarios = ["class:1", "random:0.1"]\nseeds = 2\naudits = ["accuracy"]\n'
+                     '[train]\nepochs = 3\n[methods.ga]\nlr = [0.001, 0.01]\nepochs = 2\n')
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "unlearnkit.cli", "bench", "--sweep", str(sweep), "--workers", "2",
+               "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results = out / "results.jsonl"
+    process = subprocess.Popen(command, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if results.exists() and len(results.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before it could be killed; make it longer"
+        os.killpg(process.pid, signal.SIGKILL)  # the main process and its workers, mid-way
+        process.wait()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = _records(results)
+    assert 3 <= len(before) < 12
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = _records(results)
+    cells = [r["cell"] for r in after]
+    assert len(cells) == len(set(cells)) == 12  # 2 scenarios × 2 seeds × (retrain + 2 grid points)
+    kept = {r["cell"]: r for r in after}
+    assert all(kept[r["cell"]] == r for r in before)  # what landed before the kill is kept as it was

@@ -166,8 +166,11 @@ def cmd_bench(args) -> int:
                        overrides=preset.overrides(plan.overrides, quick=plan.quick))
         columns, headers = preset.columns, preset.headers
     records = run_bench(plan)
-    print(print_table(records, columns, headers))
-    print(f"\nresults: {Path(args.out) / 'results.jsonl'}")
+    from . import distributed
+
+    if distributed.is_main():  # several processes: one table
+        print(print_table(records, columns, headers))
+        print(f"\nresults: {Path(args.out) / 'results.jsonl'}")
     return 0
 
 
@@ -189,6 +192,10 @@ def cmd_forget(args) -> int:
         precision=_precision(args),
     )
     record = run_forget(request)
+    from . import distributed
+
+    if not distributed.is_main():
+        return 0
     metrics = record["metrics"]
     print(f"forgot {record['request']['forget_examples']} examples ({args.forget}) with {args.method} "
           f"in {record['run']['seconds']:.1f} s")

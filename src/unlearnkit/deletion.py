@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .atomic import write_text_atomic
 from .audits.api import audit
 from .audits.base import AuditContext
@@ -159,14 +160,21 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
     recipe = plan.recipe(work)
     split = make_split(source, req.forget, seed=req.split_seed)
     task = work.make_task(split.source)
-    model, origin, make = _original(req, given, split, task, plan, recipe, work, device)
+    with distributed.main_first():  # several processes: the main one trains/caches, the others load
+        model, origin, make = _original(req, given, split, task, plan, recipe, work, device)
     config = plan.method_config(req.method, req.seed, recipe, work)
     ctx = RunContext(device=device, generator=seed_everything(req.seed), precision=req.precision)
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         unlearned = run_method(req.method, copy.deepcopy(model), task, split, config, ctx)
     seconds = time.perf_counter() - start
+    return distributed.on_main(_finish, req, started, source, split, task, plan, recipe, work, model, origin, make,
+                               unlearned, config, ctx, memory, seconds, device)
 
+
+def _finish(req, started, source, split, task, plan, recipe, work, model, origin, make, unlearned, config, ctx,
+            memory, seconds, device) -> dict[str, Any]:
+    """Save, audit and write the record (the main process only, when several run)."""
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
     if req.hf_model:

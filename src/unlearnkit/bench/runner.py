@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import __version__, distributed
 from ..audits.api import audit
 from ..audits.base import AUDITS, AuditContext
 from ..audits.gap import gaps_to_retrain
@@ -249,7 +249,7 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
         config = plan.method_config(method, seed, setup.recipe, setup.work, run.overrides)
         cell = cell_id(plan, scenario, method, seed, config.to_dict(), setup.recipe.to_dict())
         reference_file = reference_path(out, cell)
-        record = lookup(cell)
+        record = distributed.broadcast_object(lookup(cell))  # several processes: the main one's store decides
         if record is None:
             if budget is not None:
                 if budget[0] <= 0:
@@ -259,7 +259,7 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
                                      original, task, audit_ctx, reference_metrics)
             if run.label != method:
                 record["label"] = run.label
-            if method == REFERENCE and model is not None:
+            if method == REFERENCE and model is not None and distributed.is_main():
                 save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
             on_new(record)
             log.info("%s %s seed %d: %s", scenario, run.label, seed, _brief(record))
@@ -280,15 +280,19 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     (tests). With ``plan.workers > 1`` the (scenario, seed) groups run in that many worker processes
     (one torch thread each); only this process writes the results store, each cell exactly once."""
     store = ResultStore(Path(plan.out) / "results.jsonl")
-    setup = _setup(plan)  # trains and caches the originals once, before any worker starts
+    if plan.workers > 1 and distributed.active():
+        raise ConfigError("--workers runs cells in separate processes; under a multi-process launch use one")
+    with distributed.main_first():  # the main process trains and caches the originals; the others load them
+        setup = _setup(plan)  # before any worker starts, too
     groups = [(scenario, seed) for scenario in setup.splits for seed in range(setup.plan.seeds)]
     log.info("%d scenario(s) × %d seed(s) × %d method(s)", len(setup.splits), setup.plan.seeds, len(setup.runs))
     if plan.workers > 1 and max_cells is None:
         return _run_parallel(plan, setup, groups, store)
     budget = None if max_cells is None else [max_cells]
     records = []
+    keep = store.add if distributed.is_main() else (lambda record: None)  # one writer
     for scenario, seed in groups:
-        records += _run_group(setup, scenario, seed, store.get, store.add, budget)
+        records += _run_group(setup, scenario, seed, store.get, keep, budget)
         if budget is not None and budget[0] <= 0:
             break
     return records
@@ -402,7 +406,7 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
     if method == REFERENCE:
         audit_ctx.retrain = unlearned  # audits that compare with retrain see it on its own row too
     audit_ctx.curves = {}  # this cell's curves only (the context is shared by the scenario's cells)
-    metrics = audit(unlearned, task, split, plan.audits, ctx=audit_ctx)
+    metrics = distributed.on_main(audit, unlearned, task, split, plan.audits, ctx=audit_ctx)
     reference = metrics if method == REFERENCE else reference_metrics
     if reference is not None:
         metrics.update(gaps_to_retrain(metrics, reference))

@@ -38,6 +38,12 @@ Where the adjacent set comes from (``adjacency``; "auto" takes the first availab
 
 The model stays in eval mode throughout, as in the official code (BatchNorm statistics frozen,
 dropout off); ``train_mode=True`` switches to train mode.
+
+Several processes (``unlearnkit.distributed``): every batch is the global one, each process keeping
+its rows; phase 1 weighs the forget and remote terms by their batches' shares and takes c at the
+global batch (its value enters λ and c²); phase 2's gradients are the global ones, and W2² pairs the
+*global* batch's sorted losses (the sort is over the whole batch, so it cannot be taken per shard).
+L̄_rem and the adjacency are computed on every process over all data (once per run).
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .. import distributed
 from ..data.dataset import cycle_batches, iterate_batches, labels_of, num_batches, subset
 from ..data.forget import read_indices
 from ..data.split import Split
@@ -57,7 +64,7 @@ from ..errors import ConfigError, SpecError
 from ..tasks.base import Task
 from .base import Method, MethodConfig, RunContext, register
 from .gradients import Grads, cosine, dot, set_grads, trainable
-from .loop import StepCounter, check_finite, check_parameters_finite
+from .loop import StepCounter, check_finite, check_parameters_finite, local_batch
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,22 @@ def w2_sorted(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape or a.dim() != 1:
         raise ValueError(f"w2_sorted needs two 1-D tensors of equal length, got {tuple(a.shape)} and {tuple(b.shape)}")
     return (torch.sort(a).values - torch.sort(b).values).pow(2).mean()
+
+
+def w2_sorted_global(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`w2_sorted` of the global batch when ``a`` and ``b`` are this process's rows of it:
+    each of this process's a_i is paired with the b value of the same rank in the whole batch; the
+    mean is over this process's rows (the share-weighted gradient reduction makes it the global
+    mean). One process: :func:`w2_sorted`."""
+    if not distributed.active():
+        return w2_sorted(a, b)
+    rows, start = distributed.all_gather_rows(torch.stack([a.detach(), b.detach()], dim=1))
+    if not distributed.holds_rows():
+        return (a - a.detach()).sum()  # a placeholder: zero, with a (zero) gradient
+    position = torch.empty_like(rows[:, 0], dtype=torch.long)
+    position[torch.argsort(rows[:, 0], stable=True)] = torch.arange(len(rows), device=rows.device)  # rank of each a
+    paired = torch.sort(rows[:, 1]).values[position[start : start + len(a)]]  # sort(b) at a_i's rank
+    return (a - paired).pow(2).mean()
 
 
 def gram_project(v: Grads, g1: Grads, g2: Grads, ridge: float = 0.0) -> tuple[Grads, tuple[float, float]]:
@@ -295,8 +318,9 @@ def _nearest_classes(model, task, split, config, device) -> torch.Tensor:
 # --------------------------------------------------------------------------- the method
 
 def _shuffled(dataset: Dataset, batch_size: int, task: Task, ctx: RunContext) -> Iterator:
+    """One shuffled pass; this process's rows of each global batch."""
     for batch in iterate_batches(dataset, batch_size, shuffle=True, generator=ctx.generator):
-        yield task.to_device(batch, ctx.device)
+        yield local_batch(batch, task, ctx)
 
 
 @register
@@ -316,6 +340,8 @@ class Entangle(Method):
         with StepCounter(total, self.name, model, ctx) as counter:  # one step count across both phases
             self.phase1(model, task, split.forget, remote, config, ctx, phase1, counter)
             self.phase2(model, task, split.forget, adjacent, remote, config, ctx, phase2, counter)
+        if distributed.active():  # train_mode: norm statistics were per process; one model for all
+            distributed.all_reduce_mean_([b for b in model.buffers() if b.is_floating_point()], share=1.0)
         check_parameters_finite(model, self.name)
         return model
 
@@ -336,13 +362,16 @@ class Entangle(Method):
         lam = 0.0  # λ₀ = 0
         for _ in range(epochs):
             for b_rem in _shuffled(remote, config.p1_remote_batch, task, ctx):
-                b_f = task.to_device(next(forget_stream), ctx.device)
+                b_f = local_batch(next(forget_stream), task, ctx)
                 ce_f = clipped_ce(task.loss(model, b_f), config.clip).mean()  # CE_clip(θ; B_f)
-                c = task.loss(model, b_rem).mean() - rem_ref  # c = CE(θ; B_rem) − L̄_rem
-                loss = config.gamma * (-ce_f) + lam * c + 0.5 * config.mu * c * c  # L_aug
+                c = distributed.global_mean(task.loss(model, b_rem).mean(), b_rem) - rem_ref  # c = CE(θ; B_rem) − L̄_rem
+                loss = (config.gamma * (-distributed.weigh(ce_f, b_f))  # L_aug; each term weighed by its
+                        + distributed.weigh(lam * c, b_rem)              # batch's share when several
+                        + distributed.weigh(0.5 * config.mu * c * c, b_rem))  # processes share the batch
                 check_finite(loss.detach(), self.name, counter.index)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.reduce_grads_(params, share=1.0)  # terms already weighed by their batches
                 optimizer.step()
                 c_value = float(c.detach())
                 ctx.record("lambda", lam)  # λ used at this step
@@ -363,9 +392,9 @@ class Entangle(Method):
             for b_adj in _shuffled(adjacent, config.p2_adjacent_batch, task, ctx):
                 loss_adj = task.loss(model, b_adj).mean()  # L_adj = CE(θ; B_adj)
                 check_finite(loss_adj.detach(), self.name, counter.index)
-                g_adj = self._gradient(params, [loss_adj], counter.index)
+                g_adj = self._gradient(params, [distributed.weigh(loss_adj, b_adj)], counter.index)
                 g_f = self._gradient(params, self._forget_objectives(model, reference, task, forget, config, ctx), counter.index)
-                g_rem = self._gradient(params, (-task.loss(model, b).mean()  # −CE_rem
+                g_rem = self._gradient(params, (distributed.weigh(-task.loss(model, b).mean(), b)  # −CE_rem
                                                 for b in self._basis(remote, config.p2_remote_batch, task, config, ctx)), counter.index)
                 torch._foreach_mul_(velocity, config.momentum2)  # v ← m·v + ∇L_adj
                 torch._foreach_add_(velocity, g_adj)
@@ -388,8 +417,8 @@ class Entangle(Method):
             if config.alpha > 0:
                 with torch.no_grad():
                     ell_ref = -task.loss(reference, b_f)  # ℓ_i(θ̄)
-                objective = objective + config.alpha * w2_sorted(ell, ell_ref)
-            yield objective
+                objective = objective + config.alpha * w2_sorted_global(ell, ell_ref)
+            yield distributed.weigh(objective, b_f)
 
     @staticmethod
     def _basis(dataset, batch_size, task, config, ctx):
@@ -400,10 +429,11 @@ class Entangle(Method):
             yield batch
 
     def _gradient(self, params, objectives, step: int) -> Grads:
-        """Σ over ``objectives`` of their gradients (one backward each, accumulated in ``.grad``)."""
+        """Σ over ``objectives`` of their gradients (one backward each, accumulated in ``.grad``);
+        several processes: summed over them too (each objective weighed by its batch's share)."""
         for p in params:
             p.grad = None
         for objective in objectives:
             check_finite(objective.detach(), self.name, step)
             objective.backward()
-        return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        return distributed.all_reduce_mean([torch.zeros_like(p) if p.grad is None else p.grad for p in params], share=1.0)

@@ -11,6 +11,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .. import distributed
+from ..errors import ConfigError
+
 Grads = list[torch.Tensor]
 
 
@@ -20,10 +23,25 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
 
 def grads_of(loss: torch.Tensor, params: Sequence[torch.Tensor], *, create_graph: bool = False,
              retain_graph: bool | None = None) -> Grads:
-    """∇loss w.r.t. ``params``; parameters the loss does not touch get zeros."""
+    """∇loss w.r.t. ``params``; parameters the loss does not touch get zeros.
+
+    Several processes (``unlearnkit.distributed``): the gradient of the *global* batch, the
+    share-weighted mean over processes (of the batch last sharded, or the one scoped with
+    ``distributed.weighted``), so what a method builds from it is the single-process quantity.
+    With ``create_graph`` the value is global and the graph this process's (a later second
+    backward gives a local term, which the loop's gradient reduction averages)."""
     grads = torch.autograd.grad(loss, list(params), create_graph=create_graph,
                                 retain_graph=retain_graph, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    if not distributed.active():
+        return grads
+    if params and distributed.is_sharded_tensor(params[0]):
+        raise ConfigError("grads_of: parameters sharded by FSDP are not supported (methods with extra "
+                          "gradient passes run data-parallel only; see unlearnkit.distributed)")
+    reduced = distributed.all_reduce_mean(grads)
+    if create_graph:
+        return [g + (r - g.detach()) for g, r in zip(grads, reduced)]
+    return reduced
 
 
 def dot(a: Grads, b: Grads) -> torch.Tensor:

@@ -6,6 +6,11 @@ is one pass over ``epoch_stream``; the other stream is cycled), optimizer and LR
 the config, gradient clipping, a progress bar, and the divergence guard. Methods with another
 shape override ``run`` and reuse :func:`make_optimizer`, :func:`make_scheduler`,
 :func:`paired_batches` and :func:`check_finite`.
+
+Several processes (``unlearnkit.distributed``): :func:`local_batch` keeps each process's rows of
+the global batch, the loop all-reduces ``.grad`` after each ``gradient_step``, and an optimizer from
+:func:`make_optimizer` all-reduces before it steps when a custom loop did not (so every loop built
+from these pieces stays data-parallel).
 """
 from __future__ import annotations
 
@@ -17,11 +22,13 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data.dataset import cycle_batches, iterate_batches, num_batches
 from ..data.split import Split
 from ..errors import ConfigError, DivergenceError
 from ..tasks.base import Task
 from .base import Method, MethodConfig, RunContext
+from .gradients import stat_buffers
 
 Batches = dict[str, Any]
 
@@ -29,10 +36,32 @@ Batches = dict[str, Any]
 def make_optimizer(params, config: MethodConfig) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if distributed.active():
+        optimizer.register_step_pre_hook(_reduce_before_step)
+    return optimizer
+
+
+_REDUCED = "_grads_reduced"  # optimizer attribute: the loop reduced this step's gradients already
+
+
+def reduce_gradients(optimizer: torch.optim.Optimizer, params) -> None:
+    """All-reduce ``.grad`` across processes now (before clipping), and spare the optimizer's own
+    reduction at its next step. No-op in one process."""
+    if distributed.active():
+        distributed.reduce_grads_(params)
+        setattr(optimizer, _REDUCED, True)
+
+
+def _reduce_before_step(optimizer, args, kwargs) -> None:
+    if getattr(optimizer, _REDUCED, False):
+        setattr(optimizer, _REDUCED, False)
+        return
+    distributed.reduce_grads_([p for group in optimizer.param_groups for p in group["params"]])
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: MethodConfig, total_steps: int):
@@ -56,8 +85,8 @@ SCALER = "_grad_scaler"  # run state key: the float16 loss scaler, or None
 
 
 def check_finite(value: torch.Tensor, method: str, step: int) -> None:
-    """The divergence guard: stop with a clear error on a NaN/inf loss."""
-    if not torch.isfinite(value).all():
+    """The divergence guard: stop with a clear error on a NaN/inf loss (on any process: all stop)."""
+    if not distributed.all_true(torch.isfinite(value).all()):
         raise DivergenceError(
             f"{method}: loss became {value.item() if value.numel() == 1 else 'non-finite'} at step {step}; "
             "stopped (the input model is untouched). Lower the learning rate or enable grad_clip."
@@ -70,6 +99,12 @@ def check_parameters_finite(model: nn.Module, method: str) -> None:
             raise DivergenceError(f"{method}: parameter {name} became non-finite; stopped (the input model is untouched)")
 
 
+def local_batch(batch, task: Task, ctx: RunContext):
+    """A global batch on the run's device, cut to this process's rows (all of it in one process).
+    The whole batch is moved (and augmented) first, so each example gets its single-process draw."""
+    return distributed.shard(task.to_device(batch, ctx.device))
+
+
 def paired_batches(
     streams: dict[str, Dataset],
     epoch_stream: str,
@@ -77,17 +112,22 @@ def paired_batches(
     task: Task,
     ctx: RunContext,
 ) -> Iterator[Batches]:
-    """One epoch: a pass over ``streams[epoch_stream]``, each batch paired with the next batch of every other stream."""
+    """One epoch: a pass over ``streams[epoch_stream]``, each batch paired with the next batch of every other stream.
+    Every process draws the same global batches; each keeps its rows (:func:`local_batch`)."""
     others = {name: cycle_batches(data, batch_size, generator=ctx.generator) for name, data in streams.items() if name != epoch_stream}
     for batch in iterate_batches(streams[epoch_stream], batch_size, shuffle=True, generator=ctx.generator):
-        out = {epoch_stream: task.to_device(batch, ctx.device)}
+        moved = {epoch_stream: task.to_device(batch, ctx.device)}
         for name, iterator in others.items():
-            out[name] = task.to_device(next(iterator), ctx.device)
-        yield out
+            moved[name] = task.to_device(next(iterator), ctx.device)
+        out = {name: distributed.shard(b) for name, b in moved.items() if name != epoch_stream}
+        # sharded last: the step's gradient reduction weighs by the epoch stream's share
+        out[epoch_stream] = distributed.shard(moved[epoch_stream])
+        yield {name: out[name] for name in moved}
 
 
 def progress_bar(total: int, desc: str, ctx: RunContext):
-    return tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, disable=not ctx.progress or not distributed.is_main(), leave=False,
+                dynamic_ncols=True)
 
 
 class StepCounter:
@@ -185,13 +225,18 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
                           "scale; use amp=bf16 (or none)")
     state[SCALER] = scaler
     forward_model = precision.prepare(model)
+    seen_before = ctx.targets_seen
+    # several processes: norm-layer running statistics averaged after each step (same model everywhere)
+    statistics = [b for b in stat_buffers(model).values() if b.is_floating_point()] if distributed.active() else []
     with StepCounter(total, method.name, model, ctx) as counter:
         for _ in range(config.epochs):
             for batches in paired_batches(streams, method.epoch_stream, config.batch_size, task, ctx):
                 optimizer.zero_grad(set_to_none=True)
                 with precision.autocast(ctx.device):
                     method.gradient_step(forward_model, task, batches, config, state, counter.index, ctx)
-                ctx.targets_seen += sum(int(task.target_length(b).sum()) for b in batches.values())
+                reduce_gradients(optimizer, params)  # mean over processes (the global batch's gradient)
+                ctx.targets_seen += sum(int(task.target_length(b).sum()) for b in batches.values()
+                                        if distributed.holds_rows(b))  # not a placeholder row
                 if scaler is not None and config.grad_clip > 0:
                     scaler.unscale_(optimizer)
                 if config.grad_clip > 0:
@@ -202,8 +247,10 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
                     scaler.step(optimizer)  # skipped when the scaled gradients overflowed
                     scaler.update()
                 scheduler.step()
+                distributed.all_reduce_mean_(statistics)
                 method.after_step(model, state, counter.index, config, ctx)
                 counter.done()
             method.after_epoch(model, state, counter.index, config, ctx)
+    ctx.targets_seen = seen_before + distributed.sum_int(ctx.targets_seen - seen_before)  # all processes'
     check_parameters_finite(model, method.name)
     return model

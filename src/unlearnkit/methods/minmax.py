@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import distributed
 from ..data.dataset import num_batches
 from ..errors import ConfigError
 from .base import MethodConfig, RunContext, register
@@ -184,7 +185,8 @@ class UAM(LoopMethod):
         else:
             loss_f = task.loss(model, forget).mean()  # L_f(θ)
         check_finite(loss_f.detach(), self.name, step)
-        g_f = grads_of(loss_f, params)  # g_f
+        with distributed.weighted(forget):  # several processes: averaged by the forget batch's shares
+            g_f = grads_of(loss_f, params)  # g_f
         g_r = None
         if with_retain:
             # an extra forward UAM does not make: keep the buffers (BatchNorm running statistics)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import distributed
 from ..data.dataset import iterate_batches
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register
@@ -77,17 +78,22 @@ class SSDConfig(MethodConfig):
 
 def importance_sum(model, task, data, config: SSDConfig, device) -> tuple[Grads, int]:
     """Σ of squared gradients over ``data`` (float32, aligned with ``trainable(model)``) and the count
-    it averages over: examples (per_example) or mini-batches (per_batch)."""
+    it averages over: examples (per_example) or mini-batches (per_batch).
+
+    Several processes: each takes its rows of every batch; per_batch squares the global batch
+    gradient (``grads_of`` reduces it), per_example sums over all processes' examples."""
     params = trainable(model)
     total = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     count = 0
     for batch in iterate_batches(data, config.batch_size):
-        batch = task.to_device(batch, device)
+        batch = distributed.shard(task.to_device(batch, device))
         if config.importance == "per_batch":
             g = grads_of(task.loss(model, batch).mean(), params)  # ∂(mean_batch ℓ)/∂θ
             torch._foreach_add_(total, torch._foreach_mul(g, g))
             count += 1
             continue
+        if not distributed.holds_rows(batch):
+            continue  # a placeholder: this process holds no example of this batch
         try:
             per_example = per_example_grads(model, task, batch)  # [B, *θ.shape]: ∂ℓ(x_i)/∂θ
         except RuntimeError as exc:
@@ -101,6 +107,10 @@ def importance_sum(model, task, data, config: SSDConfig, device) -> tuple[Grads,
         for acc, g in zip(total, per_example):
             acc.add_(g.float().square().sum(dim=0))  # Σ_i (∂ℓ_i/∂θ)²
         count += task.batch_size(batch)
+    if config.importance == "per_example" and distributed.active():
+        counted = torch.tensor([float(count)], dtype=torch.float64, device=total[0].device if total else "cpu")
+        distributed.all_reduce_sum_(total + [counted])  # Σ over every process's examples
+        count = int(counted.item())
     return total, count
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..data.transforms import ImagePipeline
 from .base import Task
 
@@ -55,7 +56,9 @@ class ClassificationTask(Task):
     def relabel(self, batch, generator=None):
         """Each label replaced by a uniformly drawn *different* class (SalUn/Unlearn-Sparse's RL)."""
         x, y = batch
-        offset = torch.randint(1, self.num_classes, y.shape, generator=generator).to(y.device)
+        # several processes: drawn for the whole global batch, each keeping its rows' draws
+        offset = distributed.draw_for(batch, lambda n: torch.randint(1, self.num_classes, (n,), generator=generator))
+        offset = offset.to(y.device)
         return x, (y + offset) % self.num_classes
 
     def concat(self, batches):
