@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a local Hugging Face causal-LM folder (save_pretrained) to use as the original model; "
                             "its tokenizer encodes the text data; never downloads")
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    bench.add_argument("--workers", type=int, default=1,
+    bench.add_argument("--workers", type=int,
                        help="worker processes, one (scenario, seed) group of cells each at a time, one torch "
-                            "thread each (default: 1, in this process)")
+                            "thread each (default: 1 for images; one per core for text, whose cells are slow)")
     bench.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
                        help="where --workers groups run: local processes (default), SLURM jobs through submitit "
                             "(pip install 'unlearnkit[slurm]'), or submitit's local executor")
@@ -143,7 +143,7 @@ def cmd_bench(args) -> int:
 
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     audits = args.audits or (list(FULL_AUDITS) if args.full else None)
     plan = BenchPlan(

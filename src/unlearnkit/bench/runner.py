@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import platform
 from importlib import metadata
 import time
@@ -84,7 +85,7 @@ class BenchPlan:
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
     precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
-    workers: int = 1  # worker processes for the (scenario, seed) groups
+    workers: int | None = None  # worker processes for the (scenario, seed) groups; None: the data kind's default
     # where the groups run when workers > 1: "local" (a process pool here), "slurm" (submitit jobs on
     # a SLURM cluster; pip install submitit) or "submitit-local" (submitit's local executor: tests)
     executor: str = "local"
@@ -280,12 +281,18 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     (tests). With ``plan.workers > 1`` the (scenario, seed) groups run in that many worker processes
     (one torch thread each); only this process writes the results store, each cell exactly once."""
     store = ResultStore(Path(plan.out) / "results.jsonl")
-    if plan.workers > 1 and distributed.active():
+    if (plan.workers or 1) > 1 and distributed.active():
         raise ConfigError("--workers runs cells in separate processes; under a multi-process launch use one")
     with distributed.main_first():  # the main process trains and caches the originals; the others load them
         setup = _setup(plan)  # before any worker starts, too
     groups = [(scenario, seed) for scenario in setup.splits for seed in range(setup.plan.seeds)]
-    log.info("%d scenario(s) × %d seed(s) × %d method(s)", len(setup.splits), setup.plan.seeds, len(setup.runs))
+    workers = plan.workers
+    if workers is None:  # expensive cells (text): one worker per core, one torch thread each
+        auto = setup.work.parallel_groups and not distributed.active() and plan.executor == "local"
+        workers = min(len(groups), os.cpu_count() or 1) if auto else 1
+    plan = replace(plan, workers=workers)
+    log.info("%d scenario(s) × %d seed(s) × %d method(s), %d worker(s)", len(setup.splits), setup.plan.seeds,
+             len(setup.runs), workers)
     if plan.workers > 1 and max_cells is None:
         return _run_parallel(plan, setup, groups, store)
     budget = None if max_cells is None else [max_cells]

@@ -35,6 +35,9 @@ class Workload:
     audit_options: tuple[tuple[str, object], ...] = ()
     # the methods a benchmark runs when the user names none (empty: every registered method)
     methods: tuple[str, ...] = ()
+    # run the (scenario, seed) groups in one worker process per core unless --workers says otherwise:
+    # worth it where a group costs minutes (text), not where it costs seconds (the digits cells)
+    parallel_groups: bool = False
 
 
 def _lm_task(source: DataSource) -> Task:
@@ -65,6 +68,7 @@ WORKLOADS = {
         # compare, within ~10 minutes on 2 CPU cores for tofu-mini; `--methods` runs any other
         methods=("original", "ga", "graddiff", "npo", "simnpo", "idk", "rmu", "entangle", "lur", "ieu", "mox",
                  "rosu"),
+        parallel_groups=True,
         scenarios=(), audits=("accuracy", "mia", "relearn"), seeds=1, quick_epochs=10,
         method_defaults=(("optimizer", "adamw"), ("lr", "1e-3"), ("batch_size", "32"), ("momentum", "0.9"),
                          ("weight_decay", "0.0")),
