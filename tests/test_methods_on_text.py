@@ -202,6 +202,17 @@ def test_entangle_nearest_adjacency_on_text_picks_the_retain_rows_nearest_to_som
     expected = split.retain_idx[torch.argsort(distance)[:5]]
     assert torch.equal(adjacency.adjacent_idx, torch.sort(expected).values)
     assert adjacency.source == "nearest" and len(adjacency.remote_idx) == len(split.retain_idx) - 5
-    # default k: as many as the forget set
+    # default k: as many as the forget set, at most half the retain set (a forget corpus as large as
+    # the retain corpus, as in wmdp-mini, still leaves a remote set)
     default = resolve_adjacency(model, task, split, EntangleConfig(adjacency="nearest"), torch.device("cpu"))
-    assert len(default.adjacent_idx) == len(split.forget_idx)
+    assert len(default.adjacent_idx) == min(len(split.forget_idx), len(split.retain_idx) // 2)
+
+
+def test_entangle_nearest_adjacency_leaves_a_remote_set_when_forget_is_as_large_as_retain(tok, model, lm_task):
+    """Regression (wmdp-mini: 500 forget rows, 500 retain rows): the default adjacent set is capped at
+    half the retain set instead of refusing to run."""
+    from unlearnkit.methods.entangle import EntangleConfig, resolve_adjacency
+
+    split = make_split(text_source(tok, n=10, n_forget=5), "forget")
+    adjacency = resolve_adjacency(model, lm_task, split, EntangleConfig(adjacency="nearest"), torch.device("cpu"))
+    assert len(adjacency.adjacent_idx) == len(split.retain_idx) // 2 and len(adjacency.remote_idx) > 0

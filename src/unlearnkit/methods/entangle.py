@@ -31,7 +31,8 @@ Where the adjacent set comes from (``adjacency``; "auto" takes the first availab
                  feature (the output head's input; ``adjacency_signal="features"``) or mean softmax
                  output (``"softmax"``) under
                  θ₀ is nearest (Euclidean) to the forget set's mean. Without class labels (text): the
-                 ``auto_adjacent_examples`` retain examples (0: as many as the forget set) whose
+                 ``auto_adjacent_examples`` retain examples (0: as many as the forget set, at most half
+                 the retain set) whose
                  feature (``task.features``: the LM head's input, averaged over real tokens)
                  is nearest to *some* forget example — the retain QA the model represents like the
                  forgotten QA.
@@ -285,7 +286,7 @@ def _nearest(model, task, split, config, device) -> torch.Tensor:
 
 def _nearest_examples(model, task, split, config, device) -> torch.Tensor:
     """Our proposal for data without classes: the retain examples nearest to some forget example."""
-    k = config.auto_adjacent_examples or len(split.forget_idx)
+    k = config.auto_adjacent_examples or min(len(split.forget_idx), len(split.retain_idx) // 2)
     if k >= len(split.retain_idx):
         raise ConfigError(f"entangle: auto_adjacent_examples={k} would leave no remote example "
                           f"(retain has {len(split.retain_idx)})")
