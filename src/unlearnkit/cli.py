@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-import logging
 import sys
 from pathlib import Path
 
-from .cli_options import parse_data_options
+from .cli_options import configure_logging, parse_data_options
 from .errors import ConfigError, UnlearnkitError
 
 
@@ -217,7 +216,7 @@ def cmd_methods(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    configure_logging(args.verbose)
     try:
         from .bench import tune_cli
         from .report import cli as report_cli

@@ -307,7 +307,9 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
 
 def _worker_init() -> None:
     torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ..cli_options import configure_logging
+
+    configure_logging()
 
 
 def _worker_group(plan: BenchPlan, scenario: str, seed: int, done: dict[str, dict]) -> tuple[list, list]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..cli_options import parse_data_options
+from ..cli_options import configure_logging, parse_data_options
 
 if TYPE_CHECKING:
     from .tune import TuneRequest
@@ -102,7 +102,6 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m unlearnkit.bench.tune_cli …``: the subcommand on its own (same as ``unlearnkit tune``)."""
-    import logging
     import sys
 
     from ..errors import UnlearnkitError
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unlearnkit tune", description=HELP)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    configure_logging()
     try:
         return run(args)
     except UnlearnkitError as exc:
