@@ -73,6 +73,14 @@ in the process (no ``WORLD_SIZE``) and cannot be detected. Working commands::
     torchrun --standalone --nproc_per_node 2 script.py
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \\
         --dynamo_backend no --main_process_port 0 script.py        # ACCELERATE_USE_CPU=true on CPU
+
+Known limits. ``lur`` matches one process only when its retain batch splits evenly over the
+processes: its look-ahead takes g_in and g_out under the epoch stream's shares. The fix, not applied
+yet: in ``lookahead_gradient`` take g_in under ``weighted(<inner stream's batch>)`` and g_out under
+``weighted(<outer stream's batch>)``, then reduce the Hessian-vector product with
+``all_reduce_mean(h, share=share(<inner stream's batch>))``. ``random_label``/``salun`` match
+because ``ClassificationTask.relabel`` draws through :func:`draw_for`; ``l1_sparse`` is sensitive
+to 1e-8 perturbations even in one process (the ℓ1 sign flips near zero).
 """
 from __future__ import annotations
 
