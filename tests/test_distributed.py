@@ -119,3 +119,28 @@ def test_fsdp_two_processes_match_one(tmp_path):
     one, two = torch.load(tmp_path / "single" / "ga.pt"), torch.load(tmp_path / "fsdp" / "ga.pt")
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=ATOL, rtol=RTOL, msg=key)
+
+
+def test_forget_command_under_torchrun_writes_once_and_matches_one_process(tmp_path):
+    """`unlearnkit forget` launched on 2 processes: one model and one record (main process only),
+    the model equal to the one-process command's within tolerance."""
+    from safetensors.torch import load_file
+
+    from unlearnkit import build_model
+    from unlearnkit.checkpoints import save_weights
+
+    ckpt = save_weights(build_model("mlp", (1, 8, 8), 10, seed=1), tmp_path / "m.safetensors")
+    env = {**_env(tmp_path), "UNLEARNKIT_CACHE": str(tmp_path / "cache")}
+    args = ["forget", "--model", str(ckpt), "--arch", "mlp", "--forget", "class:1", "--method", "rosu",
+            "--set", "epochs=1", "--audits", "accuracy"]
+    multi = subprocess.run([sys.executable, "-m", *TORCHRUN, "-m", "unlearnkit.cli", *args, "--out",
+                            str(tmp_path / "multi")], env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert multi.stdout.count("forgot 146 examples") == 1  # printed by the main process only
+    one = subprocess.run([sys.executable, "-m", "unlearnkit.cli", *args, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = load_file(str(tmp_path / "multi" / "model.safetensors")), load_file(str(tmp_path / "one" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=ATOL, rtol=RTOL)
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["model.safetensors", "record.html", "record.json"]
