@@ -36,3 +36,19 @@ def trained_mlp(digits, task):
 @pytest.fixture(scope="session")
 def class_split(digits):
     return make_split(digits, "class:0")
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """The tiny byte-level BPE tokenizer of the LM tests (lm_helpers.tiny_tokenizer)."""
+    pytest.importorskip("transformers").utils.logging.disable_progress_bar()
+    from lm_helpers import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def lm_task(tok):
+    from unlearnkit.tasks.causal_lm import CausalLMTask
+
+    return CausalLMTask(tok)

@@ -80,7 +80,6 @@ def test_accuracy_splits_retain_into_adjacent_and_remote(trained_mlp, task, digi
     """On a split with adjacent examples, RA is also reported on the adjacent and remote parts,
     each equal to a direct count; their size-weighted mean is RA."""
     from unlearnkit import make_split
-    from unlearnkit.data import iterate_batches
 
     split = make_split(digits, "class:0")  # digits' group map: 6, 8, 9 are adjacent to 0
     assert split.related is not None

@@ -34,16 +34,6 @@ SHORT = {"epochs": 1, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def lm_task(tok):
-    return CausalLMTask(tok)
-
-
-@pytest.fixture(scope="module")
 def source(tok):
     return text_source(tok, n=24, n_forget=4)
 

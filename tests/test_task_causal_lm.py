@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lm_helpers import memorise, qa_batch, tiny_llama, tiny_tokenizer
+from lm_helpers import memorise, qa_batch, tiny_llama
 from unlearnkit.data.text import IGNORE, PROMPT, encode_qa
 from unlearnkit.errors import CheckpointError, DataError
 from unlearnkit.models.hf import (
@@ -19,16 +19,6 @@ from unlearnkit.tasks.causal_lm import CausalLMTask
 
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.disable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def lm_task(tok):
-    return CausalLMTask(tok)
 
 
 @pytest.fixture(scope="module")
