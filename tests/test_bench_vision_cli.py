@@ -3,6 +3,7 @@ the command line."""
 import json
 
 from test_data_vision import write_cifar10, write_cifar100
+from unlearnkit import load_data
 from unlearnkit.cli import main
 
 
@@ -12,14 +13,19 @@ def _records(out):
 
 def test_bench_on_a_cifar10_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["bench", "--data", f"cifar10:{write_cifar10(tmp_path, per_batch=6)}", "--model", "mlp",
-                 "--forget", "class:1", "--methods", "ga", "--audits", "accuracy", "--quick",
+    folder = write_cifar10(tmp_path, per_batch=6)  # labels drawn from the fixture module's shared generator
+    labels = load_data(f"cifar10:{folder}").train.y
+    forgotten = int(labels[0])  # a class the fixture surely has
+    count = int((labels == forgotten).sum())
+    code = main(["bench", "--data", f"cifar10:{folder}", "--model", "mlp",
+                 "--forget", f"class:{forgotten}", "--methods", "ga", "--audits", "accuracy", "--quick",
                  "--set", "train.epochs=1", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     records = _records(out)
     assert [r["method"] for r in records] == ["retrain", "ga"]
     assert all(r["status"] == "ok" for r in records)
-    assert records[1]["forget_size"] == 4 and records[1]["retain_size"] == 26  # class 1 of the 30 training images
+    # every image of that class among the 30 training images is forgotten, the rest retained
+    assert records[1]["forget_size"] == count and records[1]["retain_size"] == 30 - count
 
 
 def test_bench_subclass_with_a_group_map_option(tmp_path, capsys):

@@ -32,8 +32,7 @@ import numpy as np
 
 from ..errors import DataError
 from .images import (
-    cached_arrays, channel_stats, check_options, choose_mode, common_size, decode_all, default_workers,
-    fingerprint, headers, image_source, need_path, option_flag, option_int,
+    DecodeOptions, cached_arrays, channel_stats, check_options, decode_images, fingerprint, image_source, need_path,
 )
 from .sources import DATA_SOURCES, DataSource
 
@@ -148,13 +147,7 @@ def load_hf_images(path: str | None = None, **options) -> DataSource:
     ``train_split="train"``, ``test_split="test"``, ``groups=PATH``, ``mode="auto"``, ``resize=False``,
     ``workers``, ``cache=True``, ``crop_padding=0``, ``hflip=False``."""
     check_options("hf", options, OPTIONS)
-    mode = options.get("mode", "auto")
-    choose_mode(mode, [], "hf")
-    resize = option_flag("hf", "resize", options.get("resize", False))
-    cache = option_flag("hf", "cache", options.get("cache", True))
-    hflip = option_flag("hf", "hflip", options.get("hflip", False))
-    crop_padding = option_int("hf", "crop_padding", options.get("crop_padding", 0), minimum=0)
-    workers = option_int("hf", "workers", options.get("workers", default_workers()))
+    opts = DecodeOptions.parse("hf", options)
     root = need_path("hf", path, "a folder written by DatasetDict.save_to_disk with train and test splits")
     datasets, loaded = _load(root)
     if not isinstance(loaded, datasets.DatasetDict):
@@ -182,23 +175,18 @@ def load_hf_images(path: str | None = None, **options) -> DataSource:
                 s, n = _image_cells(datasets, ds, image_column, f"{root} split {split!r}")
                 sources += s
                 names += n
-            found = headers(sources, names, workers)
-            chosen = choose_mode(mode, [m for m, _ in found], "hf")
-            sizes = [s for _, s in found]
-            size = tuple(sizes[0]) if resize else common_size(sizes, names)
-            x = decode_all(sources, names, mode=chosen, size=size, resize=resize, workers=workers,
-                           desc="decoding hf images")
+            x = decode_images(sources, names, mode=opts.mode, resize=opts.resize, workers=opts.workers, loader="hf")
             n_train = len(splits["train"][1])
             return x[:n_train], x[n_train:]
 
         files = sorted(p for p in root.rglob("*") if p.is_file())
-        key = fingerprint(files, str(root.resolve()), image_column, wanted, mode, resize)
-        x_train, x_test = cached_arrays("hf", key, ("train", "test"), decode, enabled=cache,
+        key = fingerprint(files, str(root.resolve()), image_column, wanted, opts.mode, opts.resize)
+        x_train, x_test = cached_arrays("hf", key, ("train", "test"), decode, enabled=opts.cache,
                                         lengths=(len(splits["train"][1]), len(splits["test"][1])))
     else:
         x_train, x_test = (_array_images(ds, image_column, f"{root} split {split!r}") for split, ds in splits.values())
     mean, std = channel_stats(x_train)
     return image_source(
         "hf", x_train, labels["train"], x_test, labels["test"], class_names=class_names, mean=mean, std=std,
-        crop_padding=crop_padding, hflip=hflip, groups_path=options.get("groups"),
+        crop_padding=opts.crop_padding, hflip=opts.hflip, groups_path=options.get("groups"),
     )

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..errors import DataError
 from .images import (
-    cached_arrays, channel_stats, check_options, choose_mode, common_size, decode_all, default_workers,
-    fingerprint, headers, image_files, image_source, need_path, option_flag, option_int, require_dir,
+    DecodeOptions, cached_arrays, channel_stats, check_options, decode_images, fingerprint, image_files, image_source,
+    need_path, require_dir,
 )
 from .sources import DATA_SOURCES, DataSource
 
@@ -58,29 +58,12 @@ def split_files(folder: Path, classes: list[str], *, need_each: bool) -> tuple[l
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def decode_folder(files: list[Path], *, mode: str, resize: bool, workers: int, loader: str) -> np.ndarray:
-    """Every file as ``uint8`` ``[N, C, H, W]``: colour mode and size settled from the headers first."""
-    names = [str(p) for p in files]
-    found = headers(files, names, workers)
-    chosen = choose_mode(mode, [m for m, _ in found], loader)
-    sizes = [s for _, s in found]
-    size = tuple(sizes[0]) if resize else common_size(sizes, names)
-    return decode_all(files, names, mode=chosen, size=size, resize=resize, workers=workers,
-                      desc=f"decoding {loader} images")
-
-
 @DATA_SOURCES.register("imagefolder")
 def load_imagefolder(path: str | None = None, **options) -> DataSource:
     """``--data imagefolder:PATH`` (module docstring). Options: ``groups=PATH``, ``mode="auto"``,
     ``resize=False``, ``workers=N``, ``cache=True``, ``crop_padding=0``, ``hflip=False``."""
     check_options("imagefolder", options, OPTIONS)
-    mode = options.get("mode", "auto")
-    choose_mode(mode, [], "imagefolder")  # reject a bad mode before reading anything
-    resize = option_flag("imagefolder", "resize", options.get("resize", False))
-    cache = option_flag("imagefolder", "cache", options.get("cache", True))
-    hflip = option_flag("imagefolder", "hflip", options.get("hflip", False))
-    crop_padding = option_int("imagefolder", "crop_padding", options.get("crop_padding", 0), minimum=0)
-    workers = option_int("imagefolder", "workers", options.get("workers", default_workers()))
+    opts = DecodeOptions.parse("imagefolder", options)
     root = need_path("imagefolder", path, "train/<class>/<images> and test/<class>/<images>")
     train_dir = require_dir(root / "train", "one sub-folder of images per class (train/<class>/*.png …)")
     test_dir = require_dir(root / "test", "one sub-folder of images per class (test/<class>/*.png …)")
@@ -100,15 +83,17 @@ def load_imagefolder(path: str | None = None, **options) -> DataSource:
     test, y_test = split_files(test_dir, classes, need_each=False)
 
     def decode():
-        x = decode_folder(train + test, mode=mode, resize=resize, workers=workers, loader="imagefolder")
+        files = train + test
+        x = decode_images(files, [str(p) for p in files], mode=opts.mode, resize=opts.resize, workers=opts.workers,
+                          loader="imagefolder")
         return x[: len(train)], x[len(train):]
 
-    key = fingerprint(train + test, str(root.resolve()), mode, resize)
-    x_train, x_test = cached_arrays("imagefolder", key, ("train", "test"), decode, enabled=cache,
+    key = fingerprint(train + test, str(root.resolve()), opts.mode, opts.resize)
+    x_train, x_test = cached_arrays("imagefolder", key, ("train", "test"), decode, enabled=opts.cache,
                                     lengths=(len(train), len(test)))
     mean, std = channel_stats(x_train)
     groups_file = options.get("groups") or (root / "groups.json" if (root / "groups.json").is_file() else None)
     return image_source(
         "imagefolder", x_train, y_train, x_test, y_test, class_names=classes, mean=mean, std=std,
-        crop_padding=crop_padding, hflip=hflip, groups_path=groups_file,
+        crop_padding=opts.crop_padding, hflip=opts.hflip, groups_path=groups_file,
     )

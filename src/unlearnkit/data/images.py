@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
@@ -258,6 +259,43 @@ def decode_all(sources: Sequence[ImageInput], names: Sequence[str], *, mode: str
 
 
 # --- the pixel cache --------------------------------------------------------------------------
+
+def decode_images(sources: Sequence[ImageInput], names: Sequence[str], *, mode: str, resize: bool, workers: int,
+                  loader: str) -> np.ndarray:
+    """Every image as ``uint8`` ``[N, C, H, W]``: colour mode and size settled from the headers
+    first (one size for all, or the first image's with ``resize``), then decoded in threads."""
+    found = headers(sources, names, workers)
+    chosen = choose_mode(mode, [m for m, _ in found], loader)
+    sizes = [s for _, s in found]
+    size = tuple(sizes[0]) if resize else common_size(sizes, names)
+    return decode_all(sources, names, mode=chosen, size=size, resize=resize, workers=workers,
+                      desc=f"decoding {loader} images")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """The decoding and augmentation options of the loaders that decode image files (imagefolder, hf)."""
+
+    mode: str
+    resize: bool
+    cache: bool
+    hflip: bool
+    crop_padding: int
+    workers: int
+
+    @classmethod
+    def parse(cls, loader: str, options: dict) -> "DecodeOptions":
+        mode = options.get("mode", "auto")
+        choose_mode(mode, [], loader)  # reject a bad mode before reading anything
+        return cls(
+            mode=mode,
+            resize=option_flag(loader, "resize", options.get("resize", False)),
+            cache=option_flag(loader, "cache", options.get("cache", True)),
+            hflip=option_flag(loader, "hflip", options.get("hflip", False)),
+            crop_padding=option_int(loader, "crop_padding", options.get("crop_padding", 0), minimum=0),
+            workers=option_int(loader, "workers", options.get("workers", default_workers())),
+        )
+
 
 def fingerprint(files: Iterable[Path], *extra: object) -> str:
     """A digest of each file's path, size and mtime (and ``extra``): it changes when any file does."""
