@@ -131,7 +131,7 @@ def test_forget_command_under_torchrun_writes_once_and_matches_one_process(tmp_p
 
     ckpt = save_weights(build_model("mlp", (1, 8, 8), 10, seed=1), tmp_path / "m.safetensors")
     env = {**_env(tmp_path), "UNLEARNKIT_CACHE": str(tmp_path / "cache")}
-    args = ["forget", "--model", str(ckpt), "--arch", "mlp", "--forget", "class:1", "--method", "rosu",
+    args = ["forget", "--checkpoint", str(ckpt), "--model", "mlp", "--forget", "class:1", "--method", "rosu",
             "--set", "epochs=1", "--audits", "accuracy"]
     multi = subprocess.run([sys.executable, "-m", *TORCHRUN, "-m", "unlearnkit.cli", *args, "--out",
                             str(tmp_path / "multi")], env=env, capture_output=True, text=True, timeout=300)

@@ -24,7 +24,7 @@ def test_forget_from_a_checkpoint_writes_model_and_a_complete_record(tmp_path, c
     ckpt, model = _mlp_checkpoint(tmp_path / "mine.safetensors")
     before = sha256_file(ckpt)
     out = tmp_path / "out"
-    code = main(["forget", "--model", str(ckpt), "--arch", "mlp", "--forget", "class:2", "--method", "ga",
+    code = main(["forget", "--checkpoint", str(ckpt), "--model", "mlp", "--forget", "class:2", "--method", "ga",
                  "--set", "epochs=1", "--audits", "accuracy,mia", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert sha256_file(ckpt) == before  # the input is only read
@@ -39,7 +39,7 @@ def test_forget_from_a_checkpoint_writes_model_and_a_complete_record(tmp_path, c
     assert record["original_metrics"]["ua"] < record["metrics"]["ua"] or record["metrics"]["ua"] > 0
     assert record["seeds"] == {"unlearn": 0, "split": 0, "train": 0}
     assert {"unlearnkit", "torch", "python"} <= set(record["versions"])
-    assert record["command"].startswith("unlearnkit forget --model")
+    assert record["command"].startswith("unlearnkit forget --checkpoint")
     assert record["run"]["seconds"] > 0 and record["retrain_reference"] is None
     # the written model loads into the architecture and differs from the input
     unlearned = load_weights(build_model("mlp", (1, 8, 8), 10), out / "model.safetensors")
@@ -49,9 +49,21 @@ def test_forget_from_a_checkpoint_writes_model_and_a_complete_record(tmp_path, c
     assert "<script" not in page and "http" not in page
 
 
+def test_forget_old_spelling_still_works_with_a_deprecation_warning(tmp_path, capsys, cache):
+    ckpt, _ = _mlp_checkpoint(tmp_path / "m.safetensors")
+    new, old = tmp_path / "new", tmp_path / "old"
+    common = ["--forget", "class:1", "--method", "ga", "--set", "epochs=1", "--audits", "accuracy"]
+    assert main(["forget", "--checkpoint", str(ckpt), "--model", "mlp", *common, "--out", str(new)]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main(["forget", "--model", str(ckpt), "--arch", "mlp", *common, "--out", str(old)]) == 0
+    assert "forget --model CKPT is deprecated; use --checkpoint CKPT --model ARCH" in capsys.readouterr().err
+    # the same request either way: the same unlearned weights
+    assert sha256_file(new / "model.safetensors") == sha256_file(old / "model.safetensors")
+
+
 def test_forget_never_replaces_an_earlier_result(tmp_path, capsys, cache):
     ckpt, _ = _mlp_checkpoint(tmp_path / "m.safetensors")
-    args = ["forget", "--model", str(ckpt), "--arch", "mlp", "--forget", "class:1", "--method", "ga",
+    args = ["forget", "--checkpoint", str(ckpt), "--model", "mlp", "--forget", "class:1", "--method", "ga",
             "--set", "epochs=1", "--audits", "accuracy", "--out", str(tmp_path / "out")]
     assert main(args) == 0
     first = (tmp_path / "out" / "record.json").read_bytes()
@@ -73,12 +85,18 @@ def test_forget_on_the_embedded_default_with_a_retrain_reference(tmp_path, capsy
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "nope.safetensors", "--arch", "mlp"], "checkpoint not found"),
-    (["--model", "CKPT"], "needs --arch"),
-    (["--model", "CKPT", "--arch", "cnn"], "does not match the model"),
+    (["--checkpoint", "nope.safetensors", "--model", "mlp"], "checkpoint not found"),
+    (["--checkpoint", "CKPT"], "needs --model ARCH"),
+    (["--checkpoint", "CKPT", "--model", "cnn"], "does not match the model"),
     (["--method", "retrain"], "does not unlearn"),
-    (["--set", "ga.lr=1"], "KEY=VALUE"),
+    (["--set", "npo.beta=1"], "KEY=VALUE"),
     (["--set", "colour=1"], "colour"),
+    (["--set", "lr=fast"], "ga.lr: expected float, got 'fast'"),
+    (["--set", "epochs=1.5"], "ga.epochs: expected int"),
+    (["--device", "cuda:7"], "--device cuda:7"),
+    # the deprecated spelling (one release): --model CKPT --arch NAME, with a warning
+    (["--model", "nope.safetensors", "--arch", "mlp"], "checkpoint not found"),
+    (["--model", "CKPT"], "needs --model ARCH"),
 ])
 def test_forget_bad_input_is_named(tmp_path, capsys, cache, args, message):
     ckpt, _ = _mlp_checkpoint(tmp_path / "m.safetensors")

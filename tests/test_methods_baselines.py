@@ -47,7 +47,7 @@ def test_unknown_hparam_is_rejected(trained_mlp, task, class_split):
 def test_bad_hparam_values():
     with pytest.raises(ConfigError, match="optimizer"):
         build_config("ga", optimizer="rmsprop")
-    with pytest.raises(ConfigError, match="cannot read 'abc' as float"):
+    with pytest.raises(ConfigError, match="expected float, got 'abc'"):
         build_config("ga", lr="abc")
     assert build_config("ga", lr="0.5", epochs="3").lr == 0.5
 

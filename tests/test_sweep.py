@@ -84,7 +84,7 @@ def test_command_line_settings_win_over_the_file(tmp_path):
     ("[methods.ga]\nlr = [0.1]\nlrr = [0.2, 0.3]\n", "methods.ga.lrr", "no hyper-parameter 'lrr'"),
     ("[methods.ga]\nlr = [0.01, -1.0]\n", "methods.ga.lr", "lr must be >= 0"),
     ("[methods.ga]\noptimizer = \"sgdd\"\n", "methods.ga.optimizer", "optimizer must be"),
-    ("[methods.ga]\nepochs = [\"many\"]\n", "methods.ga.epochs", "cannot read 'many'"),
+    ("[methods.ga]\nepochs = [\"many\"]\n", "methods.ga.epochs", "expected int, got 'many'"),
     ("[methods.ga]\nlr = []\n", "methods.ga.lr", "empty grid axis"),
     ("[methods.ga]\nseed = [1, 2]\n", "methods.ga.seed", "seeds"),
     ("[methods.l1_sparse]\nepochs = [2, 4]\nno_l1_epochs = 3\n", "methods.l1_sparse", "no_l1_epochs"),

@@ -245,7 +245,7 @@ def test_two_worker_processes_share_one_study(tmp_path):
 
 def test_cli_sets_and_bad_input():
     assert parse_sets(["lr=0.001", "ga.epochs=3", "train.epochs=2"], "ga") == \
-        {"ga": {"lr": "0.001", "epochs": "3"}, "train": {"epochs": "2"}}
+        {"ga": {"lr": 0.001, "epochs": 3}, "train": {"epochs": 2}}  # typed from the configs
     with pytest.raises(ConfigError):
         parse_sets(["npo.beta=1"], "ga")
     with pytest.raises(ConfigError, match="no hyper-parameters"):

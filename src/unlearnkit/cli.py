@@ -2,28 +2,17 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import json
 import sys
 from pathlib import Path
 
-from .cli_options import configure_logging, parse_data_options
+from . import __version__
+from .cli_options import add_run_options, add_verbose, configure_logging, parse_data_options, parse_sets, precision_of
 from .errors import ConfigError, UnlearnkitError
 
 
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
-    """``--set METHOD.KEY=VALUE`` (``train.KEY`` for the original's recipe)."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        target, eq, value = item.partition("=")
-        method, dot, key = target.partition(".")
-        if not eq or not dot or not method or not key:
-            raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. ga.lr=0.001")
-        out.setdefault(method, {})[key] = value
-    return out
 
 
 def _parse_slurm(items: list[str]) -> dict:
@@ -37,55 +26,35 @@ def _parse_slurm(items: list[str]) -> dict:
     return out
 
 
-def _add_precision_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
-                        help="mixed precision for the unlearning steps (fp16 adds a loss scaler)")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convolutions)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute activations in the backward pass (Hugging Face models: less memory)")
-
-
-def _precision(args):
-    from .methods.precision import Precision
-
-    return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                     checkpointing=args.gradient_checkpointing)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning: methods, audits, benchmarks.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"unlearnkit {__version__}")
+    add_verbose(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="run methods × forget scenarios × seeds, audit each, print a table")
-    bench.add_argument("--data", default="digits", help="NAME or NAME:PATH (default: digits, embedded)")
+    add_run_options(bench, out_default=Path("results"),
+                    out_help="output folder for results.jsonl and results.csv (default: results)")
     bench.add_argument("--sweep", type=Path, metavar="FILE.toml",
                        help="methods × hyper-parameter grids (or a tune best.json) × scenarios × seeds from a TOML "
                             "file; validated before anything runs")
-    bench.add_argument("--preset", help="a standard protocol (cifar10-resnet18, cifar100-subclass): fills model, "
-                                        "scenarios, seeds, audits, the original's recipe and the table layout; "
-                                        "explicit flags win")
-    bench.add_argument("--model", help="architecture name (default: the data's: cnn for images, tiny-llama for text)")
+    bench.add_argument("--preset", help="a paper's protocol (cifar10-resnet18, cifar100-subclass): model, scenarios, "
+                                        "seeds, audits, the original's recipe, the methods' hyper-parameters and the "
+                                        "table layout; explicit flags and --set win")
     bench.add_argument("--forget", action="append", metavar="SPEC",
                        help="class:K[,K...] | subclass:K | random:P | indices:PATH | a split the data names "
                             "(e.g. forget05); repeatable (default: the data's, e.g. class:0 and random:0.1 for digits)")
-    bench.add_argument("--methods", type=_csv, help="comma-separated method names (default: all registered)")
+    bench.add_argument("--methods", type=_csv, help="comma-separated method names (default: the data kind's)")
     bench.add_argument("--seeds", type=int, help="unlearning/retrain seeds per cell (default: 3 for images, 1 for text)")
     bench.add_argument("--audits", type=_csv, help="comma-separated audit families (default: the data's, e.g. "
                                                      "accuracy,mia,relearn,weights for images)")
     bench.add_argument("--quick", action="store_true", help="smoke run: 1 seed, fewer epochs")
     bench.add_argument("--full", action="store_true", help="every audit family, the expensive shadow-model attack included")
-    bench.add_argument("--out", type=Path, default=Path("results"), help="output folder for results.jsonl (default: results)")
-    bench.add_argument("--set", dest="sets", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                       help="override a hyper-parameter, e.g. ga.lr=0.001 or train.epochs=20; repeatable")
-    bench.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
-                       help="an option for the data loader, e.g. groups=map.json (fine→coarse map), resize=true, "
-                            "image_column=img; repeatable")
-    bench.add_argument("--hf-model", metavar="DIR",
-                       help="a local Hugging Face causal-LM folder (save_pretrained) to use as the original model; "
-                            "its tokenizer encodes the text data; never downloads")
-    bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    bench.add_argument("--dry-run", action="store_true",
+                       help="print one JSON object per planned cell (method, scenario, seed, the resolved config and "
+                            "where each value comes from, the original's recipe) and exit without training")
+    bench.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                       help="how the summary is printed (results.csv is written beside results.jsonl either way)")
     bench.add_argument("--workers", type=int,
                        help="worker processes, one (scenario, seed) group of cells each at a time, one torch "
                             "thread each (default: 1 for images; one per core for text, whose cells are slow)")
@@ -95,33 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--slurm", dest="slurm", action="append", default=[], metavar="KEY=VALUE",
                        help="a submitit parameter for --executor slurm, e.g. slurm_partition=gpu, timeout_min=120, "
                             "gpus_per_node=1; repeatable")
-    _add_precision_flags(bench)
-    bench.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
-    bench.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
 
     forget = sub.add_parser("forget", help="unlearn one deletion request from a model; write the model, "
                                            "record.json and record.html")
-    forget.add_argument("--data", default="digits", help="NAME or NAME:PATH the model was trained on (default: digits)")
-    forget.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option for the data loader; repeatable")
+    add_run_options(forget, out_help="a new output folder (nothing in it is ever replaced)")
     forget.add_argument("--forget", required=True, metavar="SPEC",
                         help="what to forget: class:K, subclass:K, random:P, indices:PATH or a named split")
     forget.add_argument("--method", required=True, help="the unlearning method (see `unlearnkit methods`)")
-    forget.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="a hyper-parameter of the method, e.g. lr=0.001; repeatable")
-    forget.add_argument("--model", type=Path, metavar="CKPT", help="the trained classifier (safetensors); with --arch")
-    forget.add_argument("--arch", help="the registered architecture of --model (e.g. resnet18, cnn)")
-    forget.add_argument("--hf-model", type=Path, metavar="DIR", help="a local Hugging Face causal-LM folder")
-    forget.add_argument("--out", type=Path, required=True, help="a new output folder (nothing in it is ever replaced)")
+    forget.add_argument("--checkpoint", type=Path, metavar="CKPT",
+                        help="the trained classifier (safetensors); --model names its architecture")
+    forget.add_argument("--arch", help=argparse.SUPPRESS)  # deprecated spelling of --model (one release)
     forget.add_argument("--audits", type=_csv, help="audit families (default: the data's)")
     forget.add_argument("--retrain", action="store_true",
                         help="also train a retrain reference on the retain set and report the gaps to it")
     forget.add_argument("--retrain-model", type=Path, metavar="CKPT", help="a retrained reference checkpoint to compare with")
     forget.add_argument("--seed", type=int, default=0, help="unlearning seed")
-    forget.add_argument("--split-seed", type=int, default=0, help="seed of a random forget-set draw")
-    forget.add_argument("--train-seed", type=int, default=0, help="seed of the embedded default's original training")
-    forget.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    _add_precision_flags(forget)
 
     from .bench import tune_cli
     from .report import cli as report_cli
@@ -129,66 +86,97 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help=tune_cli.HELP)
     tune_cli.add_arguments(tune)
     report = sub.add_parser("report", help=report_cli.HELP)
+    add_verbose(report)
     report_cli.add_arguments(report)
 
-    sub.add_parser("methods", help="list the registered methods, their hyper-parameters and defaults")
+    methods = sub.add_parser("methods", help="list the registered methods and the hyper-parameters they run with",
+                             description="One method per line, then the values it runs with; VALUE(layer) marks a "
+                                         "value a resolver layer (kind, method kind, preset, recipe) set over the "
+                                         "method's own default.")
+    add_verbose(methods)
+    methods.add_argument("--kind", choices=("image", "text"), default="image",
+                         help="the data kind whose defaults to show (default: image)")
+    methods.add_argument("--preset", help="also apply a preset's hyper-parameters")
     return parser
+
+
+def _one_method(methods: list[str] | None) -> str | None:
+    """The method a bare ``--set KEY=VALUE`` means: the only one named (besides the retrain reference)."""
+    named = [m for m in methods or () if m != "retrain"]
+    return named[0] if len(named) == 1 else None
 
 
 def cmd_bench(args) -> int:
     from .audits.api import FULL_AUDITS
     from .bench.presets import PRESETS
-    from .bench.runner import BenchPlan, print_table, run_bench
+    from .bench.runner import BenchPlan, plan_cells, print_table, run_bench
 
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.preset:
+        PRESETS.get(args.preset).check_data(args.data)
     audits = args.audits or (list(FULL_AUDITS) if args.full else None)
     plan = BenchPlan(
         data=args.data, model=args.model, scenarios=args.forget, methods=args.methods, seeds=args.seeds,
         audits=audits, quick=args.quick, out=args.out, device=args.device, train_seed=args.train_seed,
-        split_seed=args.split_seed, overrides=_parse_sets(args.sets), hf_model=args.hf_model,
-        data_options=parse_data_options(args.data_options), precision=_precision(args), workers=args.workers,
-        executor=args.executor, slurm=_parse_slurm(args.slurm),
+        split_seed=args.split_seed, overrides=parse_sets(args.sets, _one_method(args.methods)),
+        hf_model=args.hf_model, data_options=parse_data_options(args.data_options, args.data),
+        precision=precision_of(args), workers=args.workers, executor=args.executor, slurm=_parse_slurm(args.slurm),
+        preset=args.preset, log_dir=args.log_dir,
     )
     if args.sweep:
         from .bench.sweep import load_sweep
 
         plan = load_sweep(args.sweep, plan)
-    columns = headers = None
-    if args.preset:
-        preset = PRESETS.get(args.preset)
-        preset.check_data(args.data)
-        plan = replace(plan, model=plan.model or preset.model, scenarios=plan.scenarios or list(preset.scenarios),
-                       seeds=plan.seeds or preset.seeds, audits=plan.audits or list(preset.audits),
-                       overrides=preset.overrides(plan.overrides, quick=plan.quick))
-        columns, headers = preset.columns, preset.headers
+    if args.dry_run:
+        for cell in plan_cells(plan):
+            print(json.dumps(cell, sort_keys=True))
+        return 0
     records = run_bench(plan)
     from . import distributed
 
     if distributed.is_main():  # several processes: one table
-        print(print_table(records, columns, headers))
-        print(f"\nresults: {Path(args.out) / 'results.jsonl'}")
+        preset = PRESETS.get(args.preset) if args.preset else None
+        columns, headers = (preset.columns, preset.headers) if preset else (None, None)
+        print(print_table(records, columns, headers, fmt=args.format))
+        if args.format == "table":
+            print(f"\nresults: {Path(args.out) / 'results.jsonl'} (and results.csv)")
     return 0
+
+
+def _forget_checkpoint(args) -> tuple[Path | None, str | None]:
+    """(checkpoint, architecture) from ``--checkpoint``/``--model``, accepting the deprecated
+    ``--model CKPT --arch NAME`` spelling for one release, with a warning."""
+    checkpoint, arch = args.checkpoint, args.model
+    if args.arch:
+        print("unlearnkit: warning: forget --arch is deprecated; --model names the architecture now", file=sys.stderr)
+    old_spelling = arch is not None and (Path(arch).suffix in CHECKPOINT_SUFFIXES or Path(arch).is_file())
+    if old_spelling and checkpoint is None:
+        print("unlearnkit: warning: forget --model CKPT is deprecated; use --checkpoint CKPT --model ARCH",
+              file=sys.stderr)
+        return Path(arch), args.arch
+    if args.arch and arch is None:
+        arch = args.arch
+    return checkpoint, arch
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def cmd_forget(args) -> int:
     from .bench.table import COLUMNS
     from .deletion import ForgetRequest, run_forget
 
-    overrides = {}
-    for item in args.sets:
-        key, eq, value = item.partition("=")
-        if not eq or not key or "." in key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE for the method, e.g. lr=0.001")
-        overrides[key] = value
+    checkpoint, arch = _forget_checkpoint(args)
+    overrides = parse_sets(args.sets, args.method, allowed={args.method}).get(args.method, {})
     request = ForgetRequest(
-        data=args.data, forget=args.forget, method=args.method, out=args.out, model=args.model, arch=args.arch,
-        hf_model=args.hf_model, overrides=overrides, data_options=parse_data_options(args.data_options),
+        data=args.data, forget=args.forget, method=args.method, out=args.out, checkpoint=checkpoint, arch=arch,
+        hf_model=args.hf_model, overrides=overrides, data_options=parse_data_options(args.data_options, args.data),
         audits=args.audits, retrain=args.retrain, retrain_model=args.retrain_model, seed=args.seed,
         split_seed=args.split_seed, train_seed=args.train_seed, device=args.device, argv=list(args.argv or []),
-        precision=_precision(args),
+        precision=precision_of(args), log_dir=args.log_dir,
     )
     record = run_forget(request)
     from . import distributed
@@ -205,11 +193,16 @@ def cmd_forget(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .methods.base import METHODS, describe_config
+    from .methods.base import METHODS
+    from .resolve import explain_config, resolve_config
 
     for name, cls in METHODS.items():
+        config = resolve_config(name, kind=args.kind, preset=args.preset).to_dict()
+        origin = explain_config(name, kind=args.kind, preset=args.preset)
+        values = " ".join(f"{k}={v}" + (f"({origin[k]})" if origin.get(k, "defaults") != "defaults" else "")
+                          for k, v in config.items())
         print(f"{name:<14} {cls.summary}")
-        print(f"{'':<14} {describe_config(cls.Config)}")
+        print(f"{'':<14} {values}")
     return 0
 
 

@@ -1,8 +1,11 @@
 """Command-line values shared by the subcommands (``unlearnkit bench``, ``forget``, ``tune``)."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -32,12 +35,89 @@ def configure_logging(verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def parse_data_options(items: list[str]) -> dict[str, str]:
-    """``--data-option KEY=VALUE`` pairs (the loader converts and validates the values)."""
-    out: dict[str, str] = {}
+def parse_data_options(items: list[str], data: str | None = None) -> dict[str, Any]:
+    """``--data-option KEY=VALUE`` pairs, typed as the loader of ``data`` declares them (an option it
+    does not take, or a mistyped value, is an error naming it)."""
+    out: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"--data-option {item!r}: expected KEY=VALUE, e.g. groups=map.json")
         out[key] = value
+    if data is None:
+        return out
+    from .data.sources import typed_data_options
+
+    return typed_data_options(data, out)
+
+
+# --- options every command that runs a method shares (bench, forget, tune): declared once here ----
+
+def add_verbose(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``-v/--verbose``: on the main parser and after every subcommand (``unlearnkit bench -v``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="debug logging")
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None = None, out_help: str = "") -> None:
+    """The options ``bench``, ``forget`` and ``tune`` share, with one meaning everywhere."""
+    add_verbose(parser)
+    parser.add_argument("--data", default="digits", help="NAME or NAME:PATH (default: digits, embedded)")
+    parser.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option for the data loader, typed as the loader declares it, e.g. groups=map.json, "
+                             "resize=true, workers=4; repeatable")
+    parser.add_argument("--model", help="architecture name (default: the data's: cnn for images, tiny-llama for text)")
+    parser.add_argument("--hf-model", metavar="DIR",
+                        help="a local Hugging Face causal-LM folder (save_pretrained) as the original model; its "
+                             "tokenizer encodes the text data; never downloads")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                        help="a hyper-parameter: METHOD.KEY=VALUE (train.KEY for the original's recipe), or KEY=VALUE "
+                             "for the method being run; typed from the method's config; repeatable")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto, a GPU when "
+                                                         "there is one)")
+    parser.add_argument("--out", type=Path, default=out_default, required=out_default is None, help=out_help)
+    parser.add_argument("--log-dir", type=Path, metavar="DIR",
+                        help="keep each run's training curve (step, loss, objective terms, lr) as CSV in DIR")
+    parser.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                        help="mixed precision for the unlearning steps (fp16 adds a loss scaler)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convolutions)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (Hugging Face models: less memory)")
+
+
+def precision_of(args):
+    """The precision switches (``--amp``, ``--channels-last``, ``--compile``, ``--gradient-checkpointing``)."""
+    from .methods.precision import Precision
+
+    return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                     checkpointing=args.gradient_checkpointing)
+
+
+def parse_sets(items: list[str], method: str | None = None, allowed: set[str] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """``--set`` values, one grammar for every command: ``METHOD.KEY=VALUE`` (``train.KEY`` for the
+    original's recipe) or bare ``KEY=VALUE`` for ``method`` (the method being run; None where the
+    command runs several). Values are typed from the target's config dataclass; an unknown key or a
+    mistyped value is an error naming it. ``allowed``: the only targets the command accepts."""
+    from .resolve import typed_overrides
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        target, dot, key = name.rpartition(".")
+        if not eq or not key or (dot and not target):
+            raise ConfigError(f"--set {item!r}: expected METHOD.KEY=VALUE (e.g. ga.lr=0.001) or KEY=VALUE")
+        if not dot:
+            if method is None:
+                raise ConfigError(f"--set {item!r}: this command runs several methods; expected METHOD.KEY=VALUE "
+                                  f"(e.g. ga.{key}={value})")
+            target = method
+        if allowed is not None and target not in allowed:
+            raise ConfigError(f"--set {item!r}: this command takes KEY=VALUE or "
+                              f"{' / '.join(sorted(t + '.KEY=VALUE' for t in allowed))}")
+        typed = typed_overrides(target, {key: value})
+        out.setdefault(target, {}).update(typed)
     return out

@@ -49,11 +49,12 @@ from .checkpoints import load_weights, save_weights, sha256_file, state_tensors
 from .data.forget import make_split
 from .data.sources import load_data
 from .errors import CheckpointError, ConfigError
-from .methods.api import build_config
+from .devices import resolve_device
 from .methods.base import METHODS, RunContext, run_method
 from .methods.precision import Precision
 from .methods.training import fit
 from .models.registry import build_model
+from .resolve import typed_overrides
 from .seeding import seed_everything
 
 RECORD_VERSION = 1
@@ -67,8 +68,8 @@ class ForgetRequest:
     forget: str
     method: str
     out: Path
-    model: Path | None = None          # a safetensors checkpoint of a classifier (with ``arch``)
-    arch: str | None = None
+    checkpoint: Path | None = None     # a safetensors checkpoint of a classifier (with ``arch``)
+    arch: str | None = None            # the registered architecture (of ``checkpoint``, or of the embedded default)
     hf_model: Path | None = None       # a local save_pretrained folder (causal LM)
     overrides: dict[str, str] = field(default_factory=dict)   # the method's hyper-parameters
     data_options: dict[str, str] = field(default_factory=dict)
@@ -78,23 +79,23 @@ class ForgetRequest:
     seed: int = 0
     split_seed: int = 0
     train_seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     argv: list[str] | None = None
     precision: Precision = field(default_factory=Precision)
+    log_dir: Path | None = None        # the run's training curve as CSV
 
     def check(self) -> None:
         METHODS.get(self.method)
         if self.method in ("original", REFERENCE):
             raise ConfigError(f"--method {self.method} does not unlearn; choose an unlearning method")
-        build_config(self.method, **self.overrides)  # unknown or bad hyper-parameters fail before any work
-        if self.hf_model and (self.model or self.arch):
-            raise ConfigError("give either --hf-model DIR or --model CKPT --arch NAME, not both")
-        if self.model and not self.arch:
-            raise ConfigError(f"--model {self.model} needs --arch NAME (the registered architecture it was built with)")
-        if self.arch and not self.model:
-            raise ConfigError("--arch is for a checkpoint given with --model CKPT")
-        if self.model and not Path(self.model).is_file():
-            raise CheckpointError(f"checkpoint not found: {self.model}")
+        typed_overrides(self.method, self.overrides)  # unknown or mistyped hyper-parameters fail before any work
+        if self.hf_model and (self.checkpoint or self.arch):
+            raise ConfigError("give either --hf-model DIR or --checkpoint CKPT --model ARCH, not both")
+        if self.checkpoint and not self.arch:
+            raise ConfigError(f"--checkpoint {self.checkpoint} needs --model ARCH (the registered architecture it "
+                              "was built with)")
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            raise CheckpointError(f"checkpoint not found: {self.checkpoint}")
         if self.retrain and self.retrain_model:
             raise ConfigError("give either --retrain (train a reference) or --retrain-model CKPT, not both")
         for name in ("model.safetensors", "model", "record.json", "record.html"):
@@ -133,10 +134,11 @@ def _original(req: ForgetRequest, given, split, task, plan, recipe, work, device
     source = split.source  # for subclass:K, the coarse-label problem the model must solve
     if given is not None:
         return given.to(device), {"kind": "hf_model", "path": str(req.hf_model), "sha256": sha256_state(given)}, None
-    if req.model:
+    if req.checkpoint:
         make = lambda seed: build_model(req.arch, source.input_shape, source.num_classes, seed=seed)  # noqa: E731
-        model = load_weights(make(0), req.model).to(device)
-        origin = {"kind": "checkpoint", "path": str(req.model), "arch": req.arch, "sha256": sha256_file(req.model)}
+        model = load_weights(make(0), req.checkpoint).to(device)
+        origin = {"kind": "checkpoint", "path": str(req.checkpoint), "arch": req.arch,
+                  "sha256": sha256_file(req.checkpoint)}
         return model, origin, make
     # the embedded default's original, trained once and cached as bench does
     make = lambda seed: work.make_model(plan.model, source, seed)  # noqa: E731
@@ -150,7 +152,7 @@ def _original(req: ForgetRequest, given, split, task, plan, recipe, work, device
 def run_forget(req: ForgetRequest) -> dict[str, Any]:
     """Unlearn, save, audit, and write the record; returns the record."""
     req.check()
-    device = torch.device(req.device)
+    device = resolve_device(req.device)
     started = datetime.now(timezone.utc)
     source, given = _load_source(req)
     work = workload_for(source)
@@ -262,8 +264,10 @@ def _command(req: ForgetRequest) -> str:
         return "unlearnkit " + " ".join(shlex.quote(a) for a in req.argv)
     parts = ["unlearnkit", "forget", "--data", req.data, "--forget", req.forget, "--method", req.method,
              "--out", str(req.out), "--seed", str(req.seed), "--split-seed", str(req.split_seed)]
-    if req.model:
-        parts += ["--model", str(req.model), "--arch", str(req.arch)]
+    if req.checkpoint:
+        parts += ["--checkpoint", str(req.checkpoint)]
+    if req.arch:
+        parts += ["--model", str(req.arch)]
     if req.hf_model:
         parts += ["--hf-model", str(req.hf_model)]
     for key, value in req.overrides.items():

@@ -66,8 +66,9 @@ def format_table(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | No
     return "\n".join(text)
 
 
-def format_markdown(rows: list[dict], columns=COLUMNS) -> str:
-    out = ["| scenario | method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+def format_markdown(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | None = None) -> str:
+    names = [(headers or {}).get(c, c) for c in columns]
+    out = ["| scenario | method | " + " | ".join(names) + " |", "|" + "---|" * (len(columns) + 2)]
     for row in rows:
         values = []
         for column in columns:
@@ -75,3 +76,55 @@ def format_markdown(rows: list[dict], columns=COLUMNS) -> str:
             values.append("-" if value is None else (f"{value[0]:.2f} ± {value[1]:.2f}" if row["seeds"] > 1 else f"{value[0]:.2f}"))
         out.append(f"| {row['scenario']} | {row['method']} | " + " | ".join(values) + " |")
     return "\n".join(out)
+
+
+def _header(column: str, headers: dict[str, str] | None) -> str:
+    return (headers or {}).get(column, column)
+
+
+def format_csv(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | None = None) -> str:
+    """One line per (scenario, method): seeds, status, then each metric's mean and std over seeds."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["scenario", "method", "seeds", "status",
+                     *(f"{_header(c, headers)}{suffix}" for c in columns for suffix in ("", "_std"))])
+    for row in rows:
+        values = []
+        for column in columns:
+            value = row[column]
+            values += ["", ""] if value is None else [repr(float(value[0])), repr(float(value[1]))]
+        writer.writerow([row["scenario"], row["method"], row["seeds"], row["status"], *values])
+    return buffer.getvalue()
+
+
+def format_json(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | None = None) -> str:
+    """A JSON list: one object per (scenario, method) with ``{metric: {"mean", "std"}}``."""
+    import json
+
+    out = []
+    for row in rows:
+        item = {"scenario": row["scenario"], "method": row["method"], "seeds": row["seeds"], "status": row["status"]}
+        for column in columns:
+            value = row[column]
+            item[_header(column, headers)] = None if value is None else {"mean": value[0], "std": value[1]}
+        out.append(item)
+    return json.dumps(out, indent=2)
+
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def format_summary(rows: list[dict], columns=COLUMNS, headers: dict[str, str] | None = None, fmt: str = "table") -> str:
+    """The summary rows in one of :data:`FORMATS`."""
+    if fmt == "table":
+        return format_table(rows, columns, headers)
+    if fmt == "markdown":
+        return format_markdown(rows, columns, headers)
+    if fmt == "csv":
+        return format_csv(rows, columns, headers)
+    if fmt == "json":
+        return format_json(rows, columns, headers)
+    raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..cli_options import configure_logging, parse_data_options
+from ..cli_options import add_run_options, configure_logging, parse_data_options, precision_of
+from ..cli_options import parse_sets as _parse_sets
 
 if TYPE_CHECKING:
     from .tune import TuneRequest
@@ -18,22 +19,16 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_sets(items: list[str], method: str) -> dict[str, dict[str, str]]:
-    """``--set KEY=VALUE`` (the method's), ``METHOD.KEY=VALUE`` or ``train.KEY=VALUE`` (the original's recipe)."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        target, dot, key = name.rpartition(".")
-        target = target if dot else method
-        if not eq or not key or target not in (method, "train"):
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, {method}.KEY=VALUE or train.KEY=VALUE")
-        out.setdefault(target, {})[key] = value
-    return out
+def parse_sets(items: list[str], method: str) -> dict[str, dict]:
+    """``--set KEY=VALUE`` (the method's), ``METHOD.KEY=VALUE`` or ``train.KEY=VALUE`` (the original's
+    recipe): the one ``--set`` grammar, typed from the configs."""
+    return _parse_sets(items, method, allowed={method, "train"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_options(parser, out_default=Path("tune"),
+                    out_help="folder for best.json, the default journal storage and the retrain reference (default: tune)")
     parser.add_argument("--method", required=True, help="the method to tune (its declared search space)")
-    parser.add_argument("--data", default="digits", help="NAME or NAME:PATH (default: digits, embedded)")
     parser.add_argument("--forget", metavar="SPEC", help="the forget scenario (default: the data's first, e.g. class:0)")
     parser.add_argument("--trials", type=int, default=20,
                         help="the study's total number of complete trials, counted across workers (default: 20)")
@@ -43,13 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", metavar="NAME", help="the study's name (default: METHOD-DATA-SCENARIO-seedS)")
     parser.add_argument("--seed", type=int, default=0,
                         help="unlearning and retrain seed, sampler seed, and the validation/test halving seed")
-    parser.add_argument("--out", type=Path, default=Path("tune"),
-                        help="folder for best.json, the default journal storage and the retrain reference (default: tune)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="fix a hyper-parameter (removed from the search), or train.KEY=VALUE for the original's "
-                             "recipe; repeatable")
-    parser.add_argument("--model", help="architecture name (default: the data's)")
-    parser.add_argument("--hf-model", metavar="DIR", help="a local Hugging Face causal-LM folder as the original")
     parser.add_argument("--audits", type=_csv,
                         help="audit families per trial (default: accuracy,mia for images; tofu for text)")
     parser.add_argument("--utility-floor", type=float, default=0.9,
@@ -57,11 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "original's (default: 0.9)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: the original and retrain trained with fewer epochs (as bench --quick)")
-    parser.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option for the data loader; repeatable")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
     parser.add_argument("--workers-note", action="store_true",
                         help="create the study and the retrain reference, print the command that starts a worker "
                              "on it, and exit (run this once before starting several workers)")
@@ -75,7 +58,8 @@ def request_from_args(args) -> TuneRequest:
         study=args.study, seed=args.seed, out=args.out, overrides=parse_sets(args.sets, args.method),
         model=args.model, audits=args.audits, quick=args.quick, utility_floor=args.utility_floor,
         device=args.device, train_seed=args.train_seed, split_seed=args.split_seed,
-        data_options=parse_data_options(args.data_options), hf_model=args.hf_model,
+        data_options=parse_data_options(args.data_options, args.data), hf_model=args.hf_model,
+        precision=precision_of(args), log_dir=args.log_dir,
     )
 
 
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unlearnkit tune", description=HELP)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(getattr(args, "verbose", False))
     try:
         return run(args)
     except UnlearnkitError as exc:

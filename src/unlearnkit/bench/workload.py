@@ -1,5 +1,10 @@
-"""How the benchmark treats each kind of data: its task, its model, the original's training recipe,
-and what runs when the user does not say. One table, so the runner has no modality branches."""
+"""How each kind of data is treated: its task, its model, and what a benchmark runs when the user
+does not say. One table, so the runner has no modality branches. (Hyper-parameters, the original's
+training recipe included, come from the one resolver: ``unlearnkit/resolve.py``.)
+
+:func:`make_task` and :func:`make_model` are the public way to build a source's task and model: the
+Python API and every command use them, so an image source's pipeline (uint8 pixels → normalised
+floats, the training augmentation) always reaches its task."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +14,6 @@ from torch import nn
 
 from ..audits.relearn import RelearnConfig
 from ..data.sources import DataSource
-from ..methods.base import MethodConfig
-from ..methods.training import LMTrainConfig, TrainConfig
 from ..models.registry import build_model
 from ..tasks.base import Task
 from ..tasks.classification import ClassificationTask
@@ -21,16 +24,10 @@ class Workload:
     kind: str
     make_task: Callable[[DataSource], Task]
     make_model: Callable[[str, DataSource, int], nn.Module]  # (architecture name, source, init seed)
-    recipe: type[MethodConfig]
     model: str
     scenarios: tuple[str, ...]
     audits: tuple[str, ...]
     seeds: int
-    quick_epochs: int
-    # Hyper-parameters every method takes on this kind of data unless the user sets them (only
-    # fields a method's config has). Method defaults are tuned for the small image models; a
-    # transformer needs Adam-type steps.
-    method_defaults: tuple[tuple[str, str], ...] = ()
     # per-audit-family settings for this kind of data (AuditContext.options)
     audit_options: tuple[tuple[str, object], ...] = ()
     # the methods a benchmark runs when the user names none (empty: every registered method)
@@ -57,21 +54,19 @@ WORKLOADS = {
         kind="image",
         make_task=lambda source: ClassificationTask(source.num_classes, source.pipeline),
         make_model=lambda name, source, seed: build_model(name, source.input_shape, source.num_classes, seed=seed),
-        recipe=TrainConfig, model="cnn", scenarios=("class:0", "random:0.1"),
-        audits=("accuracy", "mia", "relearn", "weights"), seeds=3, quick_epochs=10,
+        model="cnn", scenarios=("class:0", "random:0.1"),
+        audits=("accuracy", "mia", "relearn", "weights"), seeds=3,
     ),
     # the reference models (original + one retrain per split and seed) dominate the cost of a text
     # benchmark, so one seed by default
     "text": Workload(
-        kind="text", make_task=_lm_task, make_model=_lm_model, recipe=LMTrainConfig, model="tiny-llama",
+        kind="text", make_task=_lm_task, make_model=_lm_model, model="tiny-llama",
         # the reference rows, the LLM baselines and the five seed methods: what the TOFU/WMDP tables
         # compare, within ~10 minutes on 2 CPU cores for tofu-mini; `--methods` runs any other
         methods=("original", "ga", "graddiff", "npo", "simnpo", "idk", "rmu", "entangle", "lur", "ieu", "mox",
                  "rosu"),
         parallel_groups=True,
-        scenarios=(), audits=("accuracy", "mia", "relearn"), seeds=1, quick_epochs=10,
-        method_defaults=(("optimizer", "adamw"), ("lr", "1e-3"), ("batch_size", "32"), ("momentum", "0.9"),
-                         ("weight_decay", "0.0")),
+        scenarios=(), audits=("accuracy", "mia", "relearn"), seeds=1,
         # relearning a language model: Adam, thresholded on the answer probability (exact-match
         # accuracy is all-or-nothing on text)
         audit_options=(("relearn", RelearnConfig(optimizer="adam", lr=1e-3, steps=30, max_examples=64,
@@ -82,3 +77,17 @@ WORKLOADS = {
 
 def workload_for(source: DataSource) -> Workload:
     return WORKLOADS[source.kind]
+
+
+def make_task(source: DataSource) -> Task:
+    """The task for ``source``: a :class:`ClassificationTask` with the source's image pipeline, or a
+    :class:`CausalLMTask` with its tokenizer."""
+    return workload_for(source).make_task(source)
+
+
+def make_model(source: DataSource, arch: str | None = None, *, seed: int = 0) -> nn.Module:
+    """A freshly initialised model for ``source``: ``arch`` (a registered architecture; default: the
+    data kind's, ``cnn`` for images, ``tiny-llama`` for text) sized to its inputs and classes (or
+    its tokenizer), initialised with ``seed``."""
+    work = workload_for(source)
+    return work.make_model(arch or work.model, source, seed)

@@ -46,14 +46,14 @@ import numpy as np
 
 from ..errors import DataError
 from .images import check_options, image_source, locate, need_path, require_file
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 PIXELS = 3 * 32 * 32
-OPTIONS = ("groups",)
+OPTIONS = {"groups": str}  # a class→group map file
 
 
 def _latin1_encode(text: Any, encoding: str = "utf-8") -> bytes:
@@ -149,7 +149,7 @@ def _folder(loader: str, path: str | None, folder: str, marker: str, files: str)
     return locate(need_path(loader, path, f"the {folder} folder ({files}) or the folder holding it"), folder, marker)
 
 
-@DATA_SOURCES.register("cifar10")
+@data_source("cifar10", options=OPTIONS)
 def load_cifar10(path: str | None = None, **options) -> DataSource:
     """``--data cifar10:PATH`` (module docstring). Option: ``groups=PATH``."""
     check_options("cifar10", options, OPTIONS)
@@ -188,7 +188,7 @@ def fine_to_coarse(fine: np.ndarray, coarse: np.ndarray, num_fine: int, path: Pa
     return groups
 
 
-@DATA_SOURCES.register("cifar100")
+@data_source("cifar100", options=OPTIONS)
 def load_cifar100(path: str | None = None, **options) -> DataSource:
     """``--data cifar100:PATH`` (module docstring): fine labels, superclasses in ``groups``.
     Option: ``groups=PATH`` (replaces the superclass map)."""

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from .dataset import TensorData
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -19,7 +19,7 @@ SPLIT_SEED = 0
 DIGIT_GROUPS = {0: 0, 6: 0, 8: 0, 9: 0, 1: 1, 4: 1, 7: 1, 2: 2, 3: 2, 5: 2}
 
 
-@DATA_SOURCES.register("digits")
+@data_source("digits")
 def load_digits(path: str | None = None, **options) -> DataSource:
     if path:
         raise ConfigError("digits is embedded and takes no PATH (use `--data digits`)")

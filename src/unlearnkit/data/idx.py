@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from .images import check_options, image_source, need_path
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
 UBYTE = 0x08
 FILES = {
@@ -38,7 +38,7 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                    "Bag", "Ankle boot"]
-OPTIONS = ("groups",)
+OPTIONS = {"groups": str}  # a class→group map file
 
 
 def find_idx(folder: Path, stem: str, kind: str) -> Path:
@@ -114,14 +114,14 @@ def load_idx_source(name: str, path: str | None, *, mean, std, class_names, torc
     )
 
 
-@DATA_SOURCES.register("mnist")
+@data_source("mnist", options=OPTIONS)
 def load_mnist(path: str | None = None, **options) -> DataSource:
     """``--data mnist:PATH`` (module docstring). Option: ``groups=PATH``."""
     return load_idx_source("mnist", path, mean=MNIST_MEAN, std=MNIST_STD,
                            class_names=[str(d) for d in range(10)], torchvision_name="MNIST", **options)
 
 
-@DATA_SOURCES.register("fashion_mnist")
+@data_source("fashion_mnist", options=OPTIONS)
 def load_fashion_mnist(path: str | None = None, **options) -> DataSource:
     """``--data fashion_mnist:PATH`` (module docstring). Option: ``groups=PATH``."""
     return load_idx_source("fashion_mnist", path, mean=FASHION_MEAN, std=FASHION_STD,

@@ -35,9 +35,10 @@ from .images import (
     DecodeOptions, cached_arrays, channel_stats, check_options, decode_images, fingerprint, image_files, image_source,
     need_path, require_dir,
 )
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
-OPTIONS = ("groups", "mode", "resize", "workers", "cache", "crop_padding", "hflip")
+OPTIONS = {"groups": str, "mode": str, "resize": bool, "workers": int, "cache": bool, "crop_padding": int,
+           "hflip": bool}
 
 
 def class_folders(folder: Path) -> list[str]:
@@ -58,7 +59,7 @@ def split_files(folder: Path, classes: list[str], *, need_each: bool) -> tuple[l
     return files, np.asarray(labels, dtype=np.int64)
 
 
-@DATA_SOURCES.register("imagefolder")
+@data_source("imagefolder", options=OPTIONS)
 def load_imagefolder(path: str | None = None, **options) -> DataSource:
     """``--data imagefolder:PATH`` (module docstring). Options: ``groups=PATH``, ``mode="auto"``,
     ``resize=False``, ``workers=N``, ``cache=True``, ``crop_padding=0``, ``hflip=False``."""

@@ -71,6 +71,50 @@ class DataSource:
 
 # A loader takes the optional PATH part of ``NAME:PATH`` and returns a DataSource.
 DATA_SOURCES: Registry[Callable[[str | None], DataSource]] = Registry("data source")
+# The options each loader takes (``--data-option KEY=VALUE``, keyword arguments of ``load_data``),
+# with their types: name -> {option: bool | int | float | str}
+DATA_OPTIONS: dict[str, dict[str, type]] = {}
+
+
+def data_source(name: str, options: dict[str, type] | None = None):
+    """Decorator: register a loader under ``name`` with the typed options it takes."""
+
+    def decorate(loader):
+        DATA_SOURCES.register(name)(loader)
+        DATA_OPTIONS[name] = dict(options or {})
+        return loader
+
+    return decorate
+
+
+def typed_data_options(data: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for the loader of ``data`` (``NAME[:PATH]``), typed as it declares them (CLI text
+    becomes bool/int/float); an option it does not take, or a value of the wrong type, is an error
+    naming the option."""
+    name, _ = parse_data_arg(data)
+    DATA_SOURCES.get(name)
+    declared = DATA_OPTIONS.get(name, {})
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        raise ConfigError(f"{name} does not take the option(s) {', '.join(unknown)}; "
+                          f"it takes: {', '.join(declared) or 'none'}")
+    return {key: _typed_option(name, key, value, declared[key]) for key, value in options.items()}
+
+
+def _typed_option(loader: str, key: str, value: Any, kind: type) -> Any:
+    if not isinstance(value, str) or kind is str:
+        return value
+    text = value.strip()
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"--data-option {key}={value}: {loader}'s {key} must be a {kind.__name__}") from None
 
 
 def parse_data_arg(arg: str) -> tuple[str, str | None]:

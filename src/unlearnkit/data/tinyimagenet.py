@@ -41,12 +41,12 @@ from .images import (
     cached_arrays, check_options, decode_all, default_workers, fingerprint, image_files, image_source, locate,
     need_path, option_flag, option_int, read_text_lines, require_dir,
 )
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
 TINY_DIR = "tiny-imagenet-200"
 TINY_MEAN, TINY_STD = (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)
 SIZE = (64, 64)
-OPTIONS = ("groups", "resize", "workers", "cache")
+OPTIONS = {"groups": str, "resize": bool, "workers": int, "cache": bool}
 
 
 def read_wnids(path: Path) -> list[str]:
@@ -126,7 +126,7 @@ def val_files(root: Path, wnids: list[str]) -> tuple[list[Path], np.ndarray, Pat
     return files, np.asarray(labels, dtype=np.int64), annotations
 
 
-@DATA_SOURCES.register("tinyimagenet")
+@data_source("tinyimagenet", options=OPTIONS)
 def load_tinyimagenet(path: str | None = None, **options) -> DataSource:
     """``--data tinyimagenet:PATH`` (module docstring). Options: ``groups=PATH``, ``resize=False``,
     ``workers=N`` (decoding threads), ``cache=True``."""

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .sources import DATA_SOURCES, DataSource
-from .tofu import load_tofu_dir
+from .sources import DataSource, data_source
+from .tofu import LOADER_OPTIONS, load_tofu_dir
 from ..cache import cache_root
 from .tokenizer import build_folder
 
@@ -236,7 +236,7 @@ def tofu_mini_dir(seed: int = 0) -> Path:
     return build_folder(directory, lambda tmp: write_tofu_layout(generate_tofu_mini(seed), tmp))
 
 
-@DATA_SOURCES.register("tofu-mini")
+@data_source("tofu-mini", options={**LOADER_OPTIONS, "seed": int})
 def load_tofu_mini(path: str | None = None, *, seed: int = 0, **options) -> DataSource:
     """``--data tofu-mini``: the generated TOFU, read through the ``tofu`` loader."""
     if path:

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 from ..cache import cache_root
 from .tokenizer import build_folder
-from .wmdp import load_wmdp_dir
+from .wmdp import LOADER_OPTIONS, load_wmdp_dir
 
 VERSION = 1
 N_AGENTS = 100
@@ -127,7 +127,7 @@ def wmdp_mini_dir(seed: int = 0) -> Path:
     return build_folder(directory, lambda tmp: write_wmdp_layout(generate_wmdp_mini(seed), tmp))
 
 
-@DATA_SOURCES.register("wmdp-mini")
+@data_source("wmdp-mini", options={**LOADER_OPTIONS, "seed": int})
 def load_wmdp_mini(path: str | None = None, *, seed: int = 0, **options) -> DataSource:
     """``--data wmdp-mini``: the generated WMDP, read through the ``wmdp`` loader (cloze MCQs)."""
     if path:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data.split import Split
+from ..devices import resolve_device
 from ..seeding import seed_everything
 from ..tasks.base import Task
 from .base import METHODS, MethodConfig, RunContext, make_config, run_method
@@ -28,6 +29,8 @@ def unlearn(
     split: Split,
     method: str = "ga",
     *,
+    kind: str | None = None,
+    preset: str | None = None,
     config: MethodConfig | None = None,
     device: str | torch.device | None = None,
     ctx: RunContext | None = None,
@@ -37,11 +40,20 @@ def unlearn(
 
     The result is always a **new object**: ``model`` is deep-copied first and never modified
     (so a divergence stop leaves it exactly as it was), and no file is ever written.
-    Hyper-parameters are given as keywords (``lr=1e-3``) or as a ready ``config``.
+
+    Hyper-parameters: the same resolver as the command line (:func:`unlearnkit.resolve_config`):
+    the method's defaults for ``kind`` data ("image" / "text"; default: the task's), a ``preset``'s
+    values, then the keywords (``lr=1e-3``). A ready ``config`` is used as given (keywords over it).
+    ``device``: auto | cpu | cuda[:N] | mps (default: the model's).
     """
-    cfg = build_config(method, config, **hparams)
+    if config is not None:
+        cfg = build_config(method, config, **hparams)
+    else:
+        from ..resolve import resolve_config
+
+        cfg = resolve_config(method, kind=kind or task.kind, preset=preset, overrides=hparams)
     if ctx is None:
-        ctx = RunContext(device=torch.device(device) if device else _model_device(model))
+        ctx = RunContext(device=resolve_device(device) if device else _model_device(model))
     ctx.generator = seed_everything(cfg.seed)
     working = copy.deepcopy(model).to(ctx.device)
     return run_method(method, working, task, split, cfg, ctx)

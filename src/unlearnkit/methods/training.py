@@ -48,7 +48,17 @@ class _Fit(LoopMethod):
         return task.loss(model, batches["data"]).mean()
 
 
-def fit(model: nn.Module, task: Task, data: Dataset, config: MethodConfig, ctx: RunContext) -> nn.Module:
-    """Minimise the mean task loss over ``data`` with ``config``'s recipe; edits ``model`` in place."""
+def fit(model: nn.Module, task: Task, data: Dataset, config: MethodConfig | None = None,
+        ctx: RunContext | None = None) -> nn.Module:
+    """Minimise the mean task loss over ``data`` with ``config``'s recipe; edits ``model`` in place.
+    ``config`` defaults to the recipe of the task's kind of data (``unlearnkit.resolve_recipe``: what
+    ``bench`` trains its original with); ``ctx`` to a context on the model's device."""
+    if config is None:
+        from ..resolve import resolve_recipe
+
+        config = resolve_recipe(kind=task.kind)
+    if ctx is None:
+        device = next((p.device for p in model.parameters()), None)
+        ctx = RunContext(**({"device": device} if device is not None else {}))
     with task.augmenting(augmentation_generator(config)):
         return run_loop(_Fit(), model, task, {"data": data}, config, ctx)

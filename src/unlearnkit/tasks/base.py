@@ -36,6 +36,9 @@ Batch = Any
 
 
 class Task(ABC):
+    # the kind of data the task serves ("image" / "text"): which defaults the resolver applies
+    kind: str = "image"
+
     @abstractmethod
     def to_device(self, batch: Batch, device: torch.device | str) -> Batch: ...
 

@@ -33,6 +33,8 @@ from .base import Task, capture_output
 class CausalLMTask(Task):
     """The Task seam for ``transformers`` causal LMs called as ``model(input_ids=..., attention_mask=...)``."""
 
+    kind = "text"
+
     def __init__(self, tokenizer, refusals: Sequence[str] = ("I don't know.",), max_new_tokens: int = 32):
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
         if pad is None or eos is None:

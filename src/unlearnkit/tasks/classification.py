@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import distributed
 from ..data.transforms import ImagePipeline
+from ..errors import DataError
 from .base import Task
 
 
@@ -29,8 +30,14 @@ class ClassificationTask(Task):
         finally:
             self._augment = previous
 
+    kind = "image"
+
     def to_device(self, batch, device):
         x, y = batch
+        if self.pipeline is None and x.dtype == torch.uint8:
+            raise DataError("inputs are stored as uint8 pixels and this task has no image pipeline to scale them: "
+                            "build the task with "
+                            "unlearnkit.make_task(source) (or ClassificationTask(num_classes, source.pipeline))")
         x = x.to(device, non_blocking=True)
         if self.pipeline is not None:
             x = self.pipeline(x, augment=self._augment is not None and self.pipeline.augments,
