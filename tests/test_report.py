@@ -19,7 +19,8 @@ from unlearnkit.report.figures import tradeoff_pair
 
 METHODS = ["ga", "finetune", "original"]
 SCENARIOS = ["class:0", "random:0.1"]
-FIGURES = 2 * len(SCENARIOS) + len(SCENARIOS) + 1  # trade-off, relearn, ROC per scenario; one run-time figure
+FIGURES = 2 * len(SCENARIOS) + len(SCENARIOS) + 1 + 3  # trade-off, relearn, ROC per scenario; one run-time figure;
+# a training-loss figure per method that takes steps (retrain, ga, finetune)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 

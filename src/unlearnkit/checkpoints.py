@@ -69,3 +69,13 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_state(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's tensors (names, dtypes, shapes, bytes) in name order: the same for the
+    same weights however they were saved (one file, shards, another folder)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_tensors(model).items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

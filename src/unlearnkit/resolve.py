@@ -10,6 +10,9 @@ defaults. A method's config is built from these layers, each later one over the 
    method has);
 3. ``method kind`` — the method's own per-kind defaults (``Config.kind_defaults``, declared next to
    its config with the reason);
+3b. ``scale`` — text only, for a user's pretrained model (``scale="pretrained"``, i.e. ``--hf-model``):
+   OpenUnlearning's published recipe (:data:`PRETRAINED_TEXT`, :data:`PRETRAINED_METHODS`, each value
+   citing its config file);
 4. ``preset`` — a paper's protocol (``bench/presets.py``, each value citing its source);
 5. ``quick`` — ``--quick``: fewer epochs (``Config.quick_overrides``) unless the user set them;
 6. ``overrides`` — the user's ``--set`` / keyword arguments (strings are typed from the dataclass);
@@ -26,6 +29,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .methods.base import METHODS, MethodConfig, coerce_overrides, make_config
+from .methods.base import accumulates as _accumulates
 from .methods.training import LMTrainConfig, TrainConfig
 
 KINDS = ("image", "text")
@@ -41,8 +45,38 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "text": {"optimizer": "adamw", "lr": 1e-3, "batch_size": 32, "momentum": 0.9, "weight_decay": 0.0},
 }
 
+# Layer 3b, text only: the recipe for a user's *pretrained* language model (``--hf-model``), where
+# the small-model values above (lr 1e-3 for a 0.7 M-parameter Llama trained from scratch) would
+# destroy it. OpenUnlearning's published TOFU unlearning settings (locuslab/open-unlearning):
+PRETRAINED_TEXT: dict[str, Any] = {
+    "optimizer": "adamw",     # configs/trainer/finetune.yaml: optim paged_adamw_32bit (AdamW)
+    "lr": 1e-5,               # configs/experiment/unlearn/tofu/default.yaml: learning_rate 1e-5
+    "weight_decay": 0.01,     # configs/experiment/unlearn/tofu/default.yaml: weight_decay 0.01
+    "epochs": 10,             # configs/experiment/unlearn/tofu/default.yaml: num_train_epochs 10
+    "batch_size": 8,          # configs/trainer/finetune.yaml: per_device_train_batch_size 8 ...
+    "grad_accum": 4,          # ... × gradient_accumulation_steps 4 = effective batch 32
+    "warmup": 0.1,            # tofu/default.yaml: warmup_epochs 1.0 (of 10 epochs = 10 % of the steps)
+    "schedule": "linear",     # the Hugging Face Trainer's default lr_scheduler_type (linear decay)
+    "grad_clip": 1.0,         # the Hugging Face Trainer's default max_grad_norm
+}
+# ... and each method's own values there (only fields the method has; the rest keep the method's
+# defaults, which already follow these configs: NPO β 0.1, SimNPO β 4.5 γ 0.125 δ 0, GradDiff α γ 1)
+PRETRAINED_METHODS: dict[str, dict[str, Any]] = {
+    "rmu": {"alpha": 1.0, "steering_coeff": 2.0},   # configs/trainer/RMU.yaml: alpha 1, steering_coeff 2
+    # ours: the seed methods' own learning rates follow the recipe's (their papers' vision values
+    # are 1e-4..1e-2 for SGD on ResNets)
+    "entangle": {"phase1_lr": 1e-5, "phase2_lr": 1e-5},
+    "ieu": {"repair_lr": 1e-5},
+}
+SCALES = ("small", "pretrained")
+
 # The original model's training recipe per kind of data (what ``retrain`` repeats on the retain set)
 RECIPES: dict[str, type[MethodConfig]] = {"image": TrainConfig, "text": LMTrainConfig}
+# Finetuning a pretrained language model (the target and the retain model of a TOFU run):
+# OpenUnlearning's configs/trainer/finetune.yaml (lr 1e-5, 10 epochs, batch 8 × 4, no weight decay)
+PRETRAINED_FINETUNE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.0, "epochs": 10,
+                                       "batch_size": 8, "grad_accum": 4, "warmup": 0.0, "schedule": "linear",
+                                       "grad_clip": 1.0}
 # ``--quick``: the original (and retrain) trained this many epochs (ours: a smoke run)
 QUICK_TRAIN_EPOCHS = 10
 
@@ -56,9 +90,13 @@ class Layer:
     values: dict[str, Any]
 
 
-def _check_kind(kind: str) -> None:
+def _check_kind(kind: str, scale: str | None = None) -> None:
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if scale is not None and scale not in SCALES:
+        raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if scale == "pretrained" and kind != "text":
+        raise ConfigError("scale='pretrained' is the recipe for a pretrained language model (kind='text')")
 
 
 def _preset(preset):
@@ -75,14 +113,17 @@ def _fields(config_cls: type[MethodConfig]) -> set[str]:
     return {f.name for f in dataclasses.fields(config_cls)}
 
 
-def recipe_layers(*, kind: str = "image", preset=None, overrides: dict | None = None, quick: bool = False,
-                  seed: int | None = None) -> list[Layer]:
-    """The layers of the original model's training recipe (``train.KEY`` overrides)."""
-    _check_kind(kind)
+def recipe_layers(*, kind: str = "image", scale: str | None = None, preset=None, overrides: dict | None = None,
+                  quick: bool = False, seed: int | None = None) -> list[Layer]:
+    """The layers of the original model's training recipe (``train.KEY`` overrides); for a
+    pretrained language model (``scale="pretrained"``), OpenUnlearning's finetuning recipe."""
+    _check_kind(kind, scale)
     preset = _preset(preset)
     config_cls = RECIPES[kind]
     overrides = dict(overrides or {})
     layers = [Layer("defaults", f"{config_cls.__name__} (its docstring says where each value comes from)", {})]
+    if scale == "pretrained":
+        layers.append(Layer("scale", "OpenUnlearning configs/trainer/finetune.yaml", dict(PRETRAINED_FINETUNE)))
     if preset is not None and preset.train:
         values = {k: v for k, v in preset.train.items() if not (quick and k == "epochs")}
         layers.append(Layer("preset", f"preset {preset.name} (bench/presets.py)", values))
@@ -95,24 +136,26 @@ def recipe_layers(*, kind: str = "image", preset=None, overrides: dict | None = 
     return layers
 
 
-def resolve_recipe(*, kind: str = "image", preset=None, overrides: dict | None = None, quick: bool = False,
-                   seed: int | None = None) -> MethodConfig:
+def resolve_recipe(*, kind: str = "image", scale: str | None = None, preset=None, overrides: dict | None = None,
+                   quick: bool = False, seed: int | None = None) -> MethodConfig:
     """The original model's training recipe for ``kind`` data (``TrainConfig`` / ``LMTrainConfig``),
     after the preset, ``--quick`` and ``overrides`` (``--set train.KEY=VALUE``)."""
-    layers = recipe_layers(kind=kind, preset=preset, overrides=overrides, quick=quick, seed=seed)
+    layers = recipe_layers(kind=kind, scale=scale, preset=preset, overrides=overrides, quick=quick, seed=seed)
     return _build(RECIPES[kind], layers, "train")
 
 
-def config_layers(method: str, *, kind: str = "image", preset=None, overrides: dict | None = None,
-                  quick: bool = False, seed: int | None = None, recipe: dict | None = None) -> list[Layer]:
+def config_layers(method: str, *, kind: str = "image", scale: str | None = None, preset=None,
+                  overrides: dict | None = None, quick: bool = False, seed: int | None = None,
+                  recipe: dict | None = None) -> list[Layer]:
     """The layers :func:`resolve_config` merges, in order (see the module docstring)."""
-    _check_kind(kind)
+    _check_kind(kind, scale)
     config_cls = METHODS.get(method).Config
     preset = _preset(preset)
     overrides = dict(overrides or {})
     if method == REFERENCE:
         # retrain repeats the original's recipe on the retain set
-        base = recipe if recipe is not None else resolve_recipe(kind=kind, preset=preset, quick=quick).to_dict()
+        base = recipe if recipe is not None else resolve_recipe(kind=kind, scale=scale, preset=preset,
+                                                                quick=quick).to_dict()
         layers = [Layer("recipe", "the original's training recipe (retrain repeats it)", dict(base))]
     else:
         known = _fields(config_cls)
@@ -123,6 +166,14 @@ def config_layers(method: str, *, kind: str = "image", preset=None, overrides: d
         own = dict(config_cls.kind_defaults.get(kind, {}))
         if own:
             layers.append(Layer("method kind", f"{config_cls.__name__}.kind_defaults[{kind!r}]", own))
+        if scale == "pretrained" and method != "original":
+            values = {k: v for k, v in PRETRAINED_TEXT.items() if k in known}
+            values.update({k: v for k, v in PRETRAINED_METHODS.get(method, {}).items() if k in known})
+            if not accumulates(method) and values.get("grad_accum", 1) > 1:
+                # a method with its own loop: the same effective batch in one step (more memory)
+                values["batch_size"] = values["batch_size"] * values.pop("grad_accum")
+            layers.append(Layer("scale", "a pretrained language model (resolve.PRETRAINED_TEXT: OpenUnlearning's "
+                                         "TOFU settings)", values))
     if preset is not None and method in preset.methods:
         values = {k: v for k, v in preset.methods[method].items() if not (quick and k == "epochs")}
         if values:
@@ -139,6 +190,12 @@ def config_layers(method: str, *, kind: str = "image", preset=None, overrides: d
     return layers
 
 
+def accumulates(method: str) -> bool:
+    """Whether ``method`` accumulates ``grad_accum`` micro-batches (the shared loop does; methods with
+    their own loop reject ``grad_accum > 1``)."""
+    return _accumulates(METHODS.get(method))
+
+
 def _build(config_cls: type[MethodConfig], layers: list[Layer], name: str) -> MethodConfig:
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -146,16 +203,19 @@ def _build(config_cls: type[MethodConfig], layers: list[Layer], name: str) -> Me
     return make_config(config_cls, merged, name)
 
 
-def resolve_config(method: str, *, kind: str = "image", preset=None, overrides: dict | None = None,
-                   quick: bool = False, seed: int | None = None, recipe: dict | None = None) -> MethodConfig:
+def resolve_config(method: str, *, kind: str = "image", scale: str | None = None, preset=None,
+                   overrides: dict | None = None, quick: bool = False, seed: int | None = None,
+                   recipe: dict | None = None) -> MethodConfig:
     """The config ``method`` runs with on ``kind`` data ("image" or "text"), after every layer.
+    ``scale``: "small" (default; a model trained here) or "pretrained" (a user's pretrained language
+    model: OpenUnlearning's recipe, :data:`PRETRAINED_TEXT`).
 
     ``preset``: a preset name (``bench --preset``) or object; ``overrides``: the user's values (strings
     are typed from the config dataclass, a wrong type is a :class:`ConfigError` naming the key);
     ``quick``: ``--quick``'s shorter runs; ``seed``: the run's seed; ``recipe``: for ``retrain``, the
     original's recipe as a dict (default: :func:`resolve_recipe` for ``kind``)."""
-    layers = config_layers(method, kind=kind, preset=preset, overrides=overrides, quick=quick, seed=seed,
-                           recipe=recipe)
+    layers = config_layers(method, kind=kind, scale=scale, preset=preset, overrides=overrides, quick=quick,
+                           seed=seed, recipe=recipe)
     return _build(METHODS.get(method).Config, layers, method)
 
 

@@ -33,6 +33,9 @@ class AuditContext:
     seed: int = 0
     original: nn.Module | None = None
     retrain: nn.Module | None = None
+    # without a ``retrain`` model: a retain model's evaluation log (audits/reference_logs.py:
+    # per-item forget truth ratios and the Min-K AUC), what forget quality and privleak compare with
+    reference_logs: dict | None = None
     trainer: Trainer | None = None
     cache: dict = field(default_factory=dict)
     # per-family settings (e.g. {"relearn": RelearnConfig(...)}) chosen by the caller for the data kind

@@ -8,15 +8,17 @@ import pkgutil
 
 from .api import build_config, unlearn
 from .base import METHODS, Method, MethodConfig, RunContext, describe_config, register
+from .callbacks import Callback, ConsoleLogger, CSVLogger, History, TensorBoardLogger
 from .loop import LoopMethod
 from .training import LMTrainConfig, TrainConfig, fit
 
-_INFRA = {"api", "base", "gradients", "loop", "reference_model", "training"}
+_INFRA = {"api", "base", "callbacks", "gradients", "loop", "reference_model", "training"}
 # reference rows first so listings and tables start with them
 for _name in ["reference"] + sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _INFRA | {"reference"}):
     importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
-    "LMTrainConfig", "METHODS", "LoopMethod", "Method", "MethodConfig", "RunContext", "TrainConfig",
-    "build_config", "describe_config", "fit", "register", "unlearn",
+    "CSVLogger", "Callback", "ConsoleLogger", "History", "LMTrainConfig", "METHODS", "LoopMethod", "Method",
+    "MethodConfig", "RunContext", "TensorBoardLogger", "TrainConfig", "build_config", "describe_config", "fit",
+    "register", "unlearn",
 ]

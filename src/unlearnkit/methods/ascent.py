@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import MethodConfig, register
-from .loop import LoopMethod
+from .loop import LoopMethod, log_term
 
 
 @dataclass
@@ -59,4 +59,6 @@ class NegGradPlus(GradientAscent):
     def objective(self, model, task, batches, config, state):
         retain = task.loss(model, batches["retain"]).mean()  # L_r(θ)
         ascent = super().objective(model, task, batches, config, state)  # −L_f(θ)
+        log_term(state, "forget", ascent)  # terms unweighted: loss = α·retain + (1 − α)·forget
+        log_term(state, "retain", retain)
         return config.alpha * retain + (1.0 - config.alpha) * ascent

@@ -169,7 +169,7 @@ class BadTeacher(Method):
         optimizer = make_optimizer(params, config)
         scheduler = make_scheduler(optimizer, config, total)
         model.train()                                                                    # student: train mode
-        with StepCounter(total, self.name, model, ctx) as counter:
+        with StepCounter(total, self.name, model, ctx, optimizer) as counter:
             for epoch in range(config.epochs):
                 if epoch and config.resample_retain:
                     retain = retain_subset(split.retain, config.retain_fraction, ctx.generator)
@@ -184,6 +184,6 @@ class BadTeacher(Method):
                     optimizer.step()
                     scheduler.step()
                     ctx.record("loss", loss.detach())
-                    counter.done()
+                    counter.done(loss.detach())
         check_parameters_finite(model, self.name)
         return model

@@ -28,7 +28,9 @@ class MethodConfig:
 
     ``optimizer``: sgd | adam | adamw.  ``schedule``: constant | cosine | linear (decay to 0),
     after a linear ``warmup`` over that fraction of the steps (0 = none).
-    ``grad_clip``: max global gradient norm, 0 disables.  ``seed``: the unlearning-run seed
+    ``grad_clip``: max global gradient norm, 0 disables.  ``grad_accum``: micro-batches of
+    ``batch_size`` per optimizer step (effective batch ``batch_size × grad_accum``; the gradient is
+    the one of the whole effective batch).  ``seed``: the unlearning-run seed
     (data order, random labels, noise), separate from the seeds of the original training and
     of the forget-set draw.  ``augment``: apply the data's training augmentation (random crop/flip
     on images, drawn from a generator seeded by ``seed``) to the batches the method sees, as the
@@ -46,6 +48,7 @@ class MethodConfig:
     warmup: float = 0.0
     seed: int = 0
     augment: bool = True
+    grad_accum: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -56,6 +59,8 @@ class MethodConfig:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.grad_accum < 1:
+            raise ConfigError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if self.lr < 0:
             raise ConfigError(f"lr must be >= 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -164,35 +169,62 @@ def search_dimensions(config_cls: type[MethodConfig], method: str | None = None)
     return out
 
 
-def make_config(config_cls: type[MethodConfig], overrides: dict[str, Any], method: str) -> MethodConfig:
-    """Build a config, rejecting unknown keys and converting CLI strings to the field's type."""
+def coerce_overrides(config_cls: type[MethodConfig], overrides: dict[str, Any], method: str) -> dict[str, Any]:
+    """``overrides`` typed from ``config_cls``'s fields (CLI strings become int/float/bool/list), with
+    a :class:`ConfigError` naming an unknown key or a value of the wrong type."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"method {method!r} has no hyper-parameter {unknown}; known: {', '.join(fields)}")
-    converted = {}
-    for key, value in overrides.items():
-        default = fields[key].default
-        converted[key] = _coerce(value, default, f"{method}.{key}")
-    return config_cls(**converted)
+    return {key: _coerce(value, fields[key], f"{method}.{key}") for key, value in overrides.items()}
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
+def make_config(config_cls: type[MethodConfig], overrides: dict[str, Any], method: str) -> MethodConfig:
+    """Build a config, rejecting unknown keys and converting CLI strings to the field's type."""
+    return config_cls(**coerce_overrides(config_cls, overrides, method))
+
+
+_TYPE_NAMES = {bool: "bool (true/false)", int: "int", float: "float", str: "str", list: "list (comma-separated)"}
+
+
+def _field_type(f: dataclasses.Field) -> type | None:
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+    if default is not None:
+        return list if isinstance(default, (list, tuple)) else type(default)
+    names = {"bool": bool, "int": int, "float": float, "str": str}
+    return names.get(str(f.type).split("|")[0].strip())
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    kind = _field_type(f)
+    if kind is None or kind is str or value is None:
         return value
+    if not isinstance(value, str):
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, (list, tuple)) if kind is list else
+              isinstance(value, (int, float)) and not isinstance(value, bool))
+        if ok and kind is int and isinstance(value, float) and not value.is_integer():
+            ok = False
+        if not ok:
+            raise ConfigError(f"{where}: expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+        return int(value) if kind is int else float(value) if kind is float else value
+    text = value.strip()
     try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
                 return True
-            if value.lower() in ("0", "false", "no", "off"):
+            if text.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is list:
+            return [part.strip() for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{where}: cannot read {value!r} as {type(default).__name__}") from None
+        raise ConfigError(f"{where}: expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}") from None
     return value
 
 
@@ -202,6 +234,10 @@ class RunContext:
 
     ``trace`` collects per-step diagnostics a method chooses to record (e.g. gradient cosines),
     as lists under named keys; benchmarks and claim scripts read it.
+
+    ``callbacks`` watch the run (``methods/callbacks.py``: ``on_run_start``, ``on_step(step, logs)``,
+    ``on_run_end``; e.g. ``CSVLogger``): each step's loss, the objective terms the method names
+    with :meth:`log`, and the learning rate. ``progress`` shows the same values on the bar.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -214,9 +250,18 @@ class RunContext:
     targets_seen: int = 0
     # mixed precision / channels-last / torch.compile for the shared loop (methods/precision.py)
     precision: Precision = field(default_factory=Precision)
+    # watchers of every step (methods/callbacks.py), called by the loops' StepCounter
+    callbacks: list = field(default_factory=list)
+    # the current step's named objective terms (``log``), taken by the StepCounter when the step ends
+    terms: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def record(self, key: str, value: float) -> None:
         self.trace.setdefault(key, []).append(float(value))
+
+    def log(self, name: str, value: torch.Tensor | float) -> None:
+        """Report objective term ``name`` of the current step (progress bar, callbacks), as it enters
+        the objective before its weight. A tensor is kept detached (no host sync here)."""
+        self.terms[name] = value.detach() if isinstance(value, torch.Tensor) else float(value)
 
 
 class Method:
@@ -264,5 +309,21 @@ def run_method(name: str, model: nn.Module, task: Task, split: Split, config: Me
                ctx: RunContext) -> nn.Module:
     """Run the registered method ``name`` on ``model`` (edited in place), with the data's training
     augmentation switched on as ``config.augment`` says. Every caller goes through here."""
+    cls = METHODS.get(name)
+    if getattr(config, "grad_accum", 1) > 1 and not accumulates(cls):
+        raise ConfigError(f"{name} runs its own training loop, which does not accumulate gradients; set "
+                          f"grad_accum=1 and batch_size={config.batch_size * config.grad_accum} for the same "
+                          "effective batch")
     with task.augmenting(augmentation_generator(config)):
-        return METHODS.get(name)().run(model, task, split, config, ctx)
+        return cls().run(model, task, split, config, ctx)
+
+
+def accumulates(cls: type[Method]) -> bool:
+    """Whether the method steps through the shared loop (``LoopMethod.run``), which accumulates
+    ``grad_accum`` micro-batches per optimizer step; a method may say so itself (``accumulates_grads``)."""
+    from .loop import LoopMethod
+
+    declared = getattr(cls, "accumulates_grads", None)
+    if declared is not None:
+        return bool(declared)
+    return issubclass(cls, LoopMethod) and cls.run is LoopMethod.run

@@ -359,6 +359,7 @@ class Entangle(Method):
             rem_ref = total / count
         ctx.record("rem_ref", rem_ref)
         optimizer = torch.optim.Adam(params, lr=config.phase1_lr)
+        counter.watch(optimizer)
         forget_stream = cycle_batches(forget, config.p1_forget_batch, generator=ctx.generator)
         lam = 0.0  # λ₀ = 0
         for _ in range(epochs):
@@ -377,8 +378,11 @@ class Entangle(Method):
                 c_value = float(c.detach())
                 ctx.record("lambda", lam)  # λ used at this step
                 ctx.record("residual", c_value)  # c at this step (before the update)
+                ctx.log("forget_ce", ce_f)  # L_aug = −γ·forget_ce + λ·residual + (μ/2)·residual²
+                ctx.log("residual", c_value)
+                ctx.log("lambda", lam)
                 lam += config.mu * c_value  # λ ← λ + μ·c
-                counter.done()
+                counter.done(loss.detach())
 
     # ---- phase 2: W2-regularised projected gradient descent
     def phase2(self, model, task, forget, adjacent, remote, config, ctx, epochs, counter: StepCounter):
@@ -387,6 +391,7 @@ class Entangle(Method):
         params = trainable(model)
         reference = copy.deepcopy(model).requires_grad_(False)  # θ̄: frozen at the end of phase 1
         optimizer = torch.optim.SGD(params, lr=config.phase2_lr, momentum=0.0)
+        counter.watch(optimizer)
         ridge = config.ridge * len(params)  # official: 1e-8 added per parameter tensor
         velocity = [torch.zeros_like(p) for p in params]  # v
         for _ in range(epochs):
@@ -408,7 +413,7 @@ class Entangle(Method):
                 velocity = p  # v ← p
                 set_grads(params, p)
                 optimizer.step()  # θ ← θ − η·p
-                counter.done()
+                counter.done(loss_adj.detach())  # phase 2's loss: L_adj (the step is its projected gradient)
 
     def _forget_objectives(self, model, reference, task, forget, config, ctx):
         """Per forget batch: L̃_f = (1−α)·mean(−CE_θ) + α·W2²(sort(−CE_θ), sort(−CE_θ̄))."""

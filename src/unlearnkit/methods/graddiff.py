@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import MethodConfig, register
-from .loop import LoopMethod
+from .loop import LoopMethod, log_term
 from .reference_model import freeze_norm_layers, frozen_copy
 
 
@@ -105,8 +105,11 @@ class GradDiff(LoopMethod):
         return -task.loss(model, batch).mean()                                  # −E NLL_θ(y|x), (x,y) ∈ D_F
 
     def objective(self, model, task, batches, config, state):
-        loss = config.gamma * self.forget_loss(model, task, batches["forget"], config, state)   # γ·forget term
+        forget = self.forget_loss(model, task, batches["forget"], config, state)
+        log_term(state, "forget", forget)                                       # terms logged unweighted
+        loss = config.gamma * forget                                            # γ·forget term
         if config.alpha:
-            loss = loss + config.alpha * retain_term(model, task, batches["retain"], config.retain_loss,
-                                                     state["reference"])        # + α·L_R(θ)
+            retain = retain_term(model, task, batches["retain"], config.retain_loss, state["reference"])
+            log_term(state, "retain", retain)
+            loss = loss + config.alpha * retain                                 # + α·L_R(θ)
         return loss

@@ -49,7 +49,7 @@ from ..errors import ConfigError
 from .base import MethodConfig, register
 from .gradients import trainable
 from .finetune import Finetune
-from .loop import LoopMethod, run_loop
+from .loop import LoopMethod, log_term, run_loop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,9 +159,12 @@ class IEU(LoopMethod):
 
     def objective(self, model, task, batches, config, state):
         ascent = bounded_ascent(task.loss(model, batches["forget"]), config.ascent_cap)  # −mean min(ℓ_f, c)
+        log_term(state, "forget", ascent)  # terms unweighted: loss = β·forget + α·retain
         loss = config.ascent_weight * ascent  # −β·L̃_f
         if config.retain_weight:
-            loss = loss + config.retain_weight * task.loss(model, batches["retain"]).mean()  # + α·L_r
+            retain = task.loss(model, batches["retain"]).mean()
+            log_term(state, "retain", retain)
+            loss = loss + config.retain_weight * retain  # + α·L_r
         return loss
 
     def after_step(self, model, state, step, config, ctx):

@@ -7,6 +7,11 @@ the config, gradient clipping, a progress bar, and the divergence guard. Methods
 shape override ``run`` and reuse :func:`make_optimizer`, :func:`make_scheduler`,
 :func:`paired_batches` and :func:`check_finite`.
 
+Every loop finishes a step with :meth:`StepCounter.done`, the one place that reports the step's loss,
+its named objective terms and learning rate to the progress bar and to ``ctx.callbacks``
+(``methods/callbacks.py``). An ``objective`` names a term with :func:`log_term` (``state`` reaches the
+run's context); code holding the context calls ``ctx.log``.
+
 Several processes (``unlearnkit.distributed``): :func:`local_batch` keeps each process's rows of
 the global batch, the loop all-reduces ``.grad`` after each ``gradient_step``, and an optimizer from
 :func:`make_optimizer` all-reduces before it steps when a custom loop did not (so every loop built
@@ -14,7 +19,9 @@ from these pieces stays data-parallel).
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -31,6 +38,8 @@ from .base import Method, MethodConfig, RunContext
 from .gradients import stat_buffers
 
 Batches = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 def make_optimizer(params, config: MethodConfig) -> torch.optim.Optimizer:
@@ -82,6 +91,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: MethodConfig, total
 
 
 SCALER = "_grad_scaler"  # run state key: the float16 loss scaler, or None
+# run state key: the weight of the current micro-batch's gradient in its accumulated step (its share of
+# the step's examples); the default ``gradient_step`` scales its loss by it and the loop adds up .grad
+ACCUM_WEIGHT = "_accumulation_weight"
+TERMS = "_log_term"  # run state key: where ``log_term`` sends a term (the run context's ``log``)
+
+
+def log_term(state: dict, name: str, value) -> None:
+    """Report objective term ``name`` of the current step from inside an ``objective`` (which sees
+    the run ``state``, not the context): as it enters the objective, before its weight, e.g.
+    ``log_term(state, "retain", retain)`` for ``loss = forget + α·retain``. No-op outside a run."""
+    sink = state.get(TERMS)
+    if sink is not None:
+        sink(name, value)
 
 
 def check_finite(value: torch.Tensor, method: str, step: int) -> None:
@@ -131,24 +153,131 @@ def progress_bar(total: int, desc: str, ctx: RunContext):
 
 
 class StepCounter:
-    """Counts optimizer steps: the progress bar, and ``ctx.on_step(model, steps_done)`` after each.
-    Every method loop (the shared one and the custom ones) finishes a step with :meth:`done`."""
+    """Counts optimizer steps: the progress bar, ``ctx.on_step(model, steps_done)`` after each, and
+    the step's values for the bar's postfix and ``ctx.callbacks``. Every method loop (the shared one
+    and the custom ones) finishes a step with :meth:`done`.
 
-    def __init__(self, total: int, desc: str, model: nn.Module, ctx: RunContext):
-        self.index, self.model, self.ctx = 0, model, ctx
+    ``done(loss)`` takes the step's objective (a tensor, kept detached) and the terms reported with
+    ``ctx.log`` since the previous step; ``lr`` is read from the optimizer given here or to
+    :meth:`watch`. The values are turned into floats together (one host sync) at most every
+    ``FLUSH_S`` seconds, or after ``FLUSH_STEPS`` steps, and when the run ends: only then do the bar's
+    postfix change and the callbacks' ``on_step`` run (in order, in bursts). With no callback and no
+    bar nothing is kept."""
+
+    FLUSH_S = 0.5
+    FLUSH_STEPS = 1024
+
+    def __init__(self, total: int, desc: str, model: nn.Module, ctx: RunContext,
+                 optimizer: torch.optim.Optimizer | None = None):
+        self.index, self.model, self.ctx, self.total, self.desc = 0, model, ctx, total, desc
         self.bar = progress_bar(total, desc, ctx)
+        self.callbacks = list(ctx.callbacks) if distributed.is_main() else []
+        self._show = not self.bar.disable
+        self._pending: list[tuple] = []
+        self._last_flush = -math.inf  # the first step shows at once
+        self.optimizer, self._lr = None, None
+        self.watch(optimizer)
+        ctx.terms = {}  # terms reported before the first step (e.g. in ``prepare``) belong to no step
+
+    def watch(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """Read ``lr`` from ``optimizer`` from the next step on (a loop that changes optimizer, e.g.
+        per phase, calls this with the new one)."""
+        self.optimizer = optimizer
+        self._lr = _current_lr(optimizer)
 
     def __enter__(self) -> "StepCounter":
+        self._dispatch("on_run_start", {"run": self.desc, "total": self.total})
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        status = "ok" if exc_type is None else "diverged" if issubclass(exc_type, DivergenceError) else "error"
+        try:
+            self.flush()  # the steps done before an error too
+            self._dispatch("on_run_end", {"run": self.desc, "total": self.total, "steps": self.index, "status": status})
+        except Exception as error:
+            if exc_type is None:
+                raise
+            log.warning("a training callback failed while the run stopped: %s", error)  # keep the run's own error
+        finally:
+            self.bar.close()
 
-    def done(self) -> None:
+    def done(self, loss: torch.Tensor | float | None = None) -> None:
+        step = self.index
         self.index += 1
+        terms = self.ctx.terms
+        if terms:
+            self.ctx.terms = {}
+        if self.callbacks or self._show:
+            lr = self._lr
+            if self.optimizer is not None:
+                self._lr = _current_lr(self.optimizer)  # after the schedule's step: the next step's rate
+            entry = (step, loss, terms, lr)
+            if self.callbacks:
+                self._pending.append(entry)
+            else:
+                self._pending = [entry]  # the bar shows only the newest
+            now = time.monotonic()
+            if now - self._last_flush >= self.FLUSH_S or len(self._pending) >= self.FLUSH_STEPS:
+                self.flush(now)
         if self.ctx.on_step is not None:
             self.ctx.on_step(self.model, self.index)
         self.bar.update(1)
+
+    def flush(self, now: float | None = None) -> None:
+        """Hand the steps kept so far to the callbacks and the bar's postfix."""
+        if not self._pending:
+            return
+        entries, self._pending = self._pending, []
+        self._last_flush = time.monotonic() if now is None else now
+        logs = _materialise(entries)
+        for step, values in logs:
+            for callback in self.callbacks:
+                on_step = getattr(callback, "on_step", None)
+                if on_step is not None:
+                    on_step(step, values)
+        if self._show:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs[-1][1].items()}, refresh=True)
+
+    def _dispatch(self, hook: str, info: dict) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(dict(info))
+
+
+def _current_lr(optimizer: torch.optim.Optimizer | None) -> float | None:
+    if optimizer is None or not optimizer.param_groups:
+        return None
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _materialise(entries: list[tuple]) -> list[tuple[int, dict[str, float]]]:
+    """(step, loss, terms, lr) entries as (step, {"loss": …, term: …, "lr": …}) with floats. CPU
+    tensors are read directly (no sync to avoid); the others are stacked per device and dtype and
+    read at once (one host sync per device)."""
+    pending: dict[tuple, list[torch.Tensor]] = {}
+    slots = []  # per entry: [(name, float | (group key, index))]
+    with torch.no_grad():
+        for step, loss, terms, lr in entries:
+            row = [] if loss is None else [("loss", _slot(loss, pending))]
+            row += [(name, _slot(value, pending)) for name, value in terms.items()]
+            if lr is not None:
+                row.append(("lr", lr))
+            slots.append((step, row))
+        read = {key: torch.stack(group).tolist() for key, group in pending.items()}
+    return [(step, {name: read[v[0]][v[1]] if isinstance(v, tuple) else v for name, v in row}) for step, row in slots]
+
+
+def _slot(value, pending: dict) -> float | tuple:
+    if not isinstance(value, torch.Tensor):
+        return float(value)
+    if value.numel() != 1:
+        value = value.float().mean()
+    if value.device.type == "cpu":
+        return value.item()
+    group = pending.setdefault((value.device, value.dtype), [])
+    group.append(value.reshape(()))
+    return (value.device, value.dtype), len(group) - 1
 
 
 class LoopMethod(Method):
@@ -175,7 +304,8 @@ class LoopMethod(Method):
         loss = self.objective(model, task, batches, config, state)
         check_finite(loss.detach(), self.name, step)
         scaler = state.get(SCALER)
-        (loss if scaler is None else scaler.scale(loss)).backward()
+        scaled = loss * state[ACCUM_WEIGHT] if ACCUM_WEIGHT in state else loss  # a micro-batch's share
+        (scaled if scaler is None else scaler.scale(scaled)).backward()
         return loss.detach()
 
     def set_train_mode(self, model: nn.Module, config: MethodConfig) -> None:
@@ -207,7 +337,57 @@ class LoopMethod(Method):
 
 
 def total_steps(method: LoopMethod, streams: dict[str, Dataset], config: MethodConfig) -> int:
-    return config.epochs * num_batches(streams[method.epoch_stream], config.batch_size)
+    """Optimizer steps: each takes ``grad_accum`` micro-batches (the epoch's last step may take fewer)."""
+    accum = getattr(config, "grad_accum", 1)
+    return config.epochs * -(-num_batches(streams[method.epoch_stream], config.batch_size) // accum)
+
+
+def accumulation_groups(batches: Iterator[Batches], accum: int) -> Iterator[list[Batches]]:
+    """Consecutive paired batches in groups of ``accum``: the micro-batches of one optimizer step."""
+    group: list[Batches] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == accum:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def accumulated_gradient_step(method: LoopMethod, model: nn.Module, task: Task, group: list[Batches],
+                              config: MethodConfig, state: dict, step: int, ctx: RunContext,
+                              params: list[torch.Tensor]) -> torch.Tensor:
+    """Fill ``.grad`` with the gradient of one optimizer step over ``group``'s micro-batches: each
+    micro-batch's gradient weighted by its share of the step's ``epoch_stream`` examples, which for a
+    mean-reduced objective is exactly the gradient of the whole effective batch. Returns the step's
+    objective, weighted the same way. The default ``gradient_step`` accumulates into ``.grad`` itself
+    (its loss scaled by the weight); one that sets ``.grad`` its own way is summed in a buffer."""
+    if len(group) == 1:
+        return method.gradient_step(model, task, group[0], config, state, step, ctx)
+    sizes = [task.batch_size(b[method.epoch_stream]) for b in group]
+    total = float(sum(sizes))
+    default = type(method).gradient_step is LoopMethod.gradient_step
+    buffers = None if default else [torch.zeros_like(p) for p in params]
+    loss = 0.0
+    try:
+        for size, batches in zip(sizes, group):
+            if default:
+                state[ACCUM_WEIGHT] = size / total
+            else:  # its gradient alone, weighted here (even if it calls the default step itself)
+                for p in params:
+                    p.grad = None
+            micro = method.gradient_step(model, task, batches, config, state, step, ctx)
+            loss = loss + micro * (size / total)
+            if buffers is not None:
+                for p, b in zip(params, buffers):
+                    if p.grad is not None:
+                        b.add_(p.grad, alpha=size / total)
+    finally:
+        state.pop(ACCUM_WEIGHT, None)
+    if buffers is not None:
+        for p, b in zip(params, buffers):
+            p.grad = b
+    return loss
 
 
 def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str, Dataset],
@@ -224,19 +404,26 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
         raise ConfigError(f"{method.name} computes its own gradients, which a float16 loss scaler cannot "
                           "scale; use amp=bf16 (or none)")
     state[SCALER] = scaler
+    accum = getattr(config, "grad_accum", 1)
+    if accum > 1 and distributed.active():
+        raise ConfigError("grad_accum > 1 is not supported across several processes yet; use a larger batch_size "
+                          "(each process takes its share of it)")
     forward_model = precision.prepare(model)
     seen_before = ctx.targets_seen
     # several processes: norm-layer running statistics averaged after each step (same model everywhere)
     statistics = [b for b in stat_buffers(model).values() if b.is_floating_point()] if distributed.active() else []
-    with StepCounter(total, method.name, model, ctx) as counter:
+    state[TERMS] = ctx.log  # objectives name their terms through log_term(state, …)
+    with StepCounter(total, method.name, model, ctx, optimizer) as counter:
         for _ in range(config.epochs):
-            for batches in paired_batches(streams, method.epoch_stream, config.batch_size, task, ctx):
+            epoch = paired_batches(streams, method.epoch_stream, config.batch_size, task, ctx)
+            for group in accumulation_groups(epoch, accum):
                 optimizer.zero_grad(set_to_none=True)
                 with precision.autocast(ctx.device):
-                    method.gradient_step(forward_model, task, batches, config, state, counter.index, ctx)
+                    loss = accumulated_gradient_step(method, forward_model, task, group, config, state,
+                                                     counter.index, ctx, params)
                 reduce_gradients(optimizer, params)  # mean over processes (the global batch's gradient)
-                ctx.targets_seen += sum(int(task.target_length(b).sum()) for b in batches.values()
-                                        if distributed.holds_rows(b))  # not a placeholder row
+                ctx.targets_seen += sum(int(task.target_length(b).sum()) for batches in group
+                                        for b in batches.values() if distributed.holds_rows(b))  # not a placeholder
                 if scaler is not None and config.grad_clip > 0:
                     scaler.unscale_(optimizer)
                 if config.grad_clip > 0:
@@ -249,7 +436,7 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
                 scheduler.step()
                 distributed.all_reduce_mean_(statistics)
                 method.after_step(model, state, counter.index, config, ctx)
-                counter.done()
+                counter.done(loss)
             method.after_epoch(model, state, counter.index, config, ctx)
     ctx.targets_seen = seen_before + distributed.sum_int(ctx.targets_seen - seen_before)  # all processes'
     check_parameters_finite(model, method.name)

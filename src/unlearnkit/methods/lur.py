@@ -102,9 +102,11 @@ def _lookahead_buffers(model: nn.Module, mode: str):
 
 
 def lookahead_gradient(model: nn.Module, task, batches: dict, config: LURConfig,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor], float]:
+                       generator: torch.Generator | None = None,
+                       log=None) -> tuple[torch.Tensor, list[torch.Tensor], float]:
     """One LUR step's objective J (detached), its gradient ∇J (aligned with ``trainable(model)``)
-    and cos(∇L_u, ∇L_r)."""
+    and cos(∇L_u, ∇L_r). ``log`` (e.g. ``ctx.log``) receives J's two terms unweighted, named by
+    side: ``forget``/``retain`` at θ (the inner one) and ``…_lookahead`` at θ' (the outer one)."""
     params = trainable(model)
     forget = batches["forget"]
     if config.unlearn_loss == "rl":
@@ -115,8 +117,10 @@ def lookahead_gradient(model: nn.Module, task, batches: dict, config: LURConfig,
     retain = lambda m: task.loss(m, batches["retain"]).mean()  # noqa: E731  L_r = CE(f(x_r), y_r)
     if config.lookahead == "retain":
         inner, outer, w_in, w_out = retain, unlearn, config.retain_weight, config.forget_weight
+        names = ("retain", "forget_lookahead")
     else:
         inner, outer, w_in, w_out = unlearn, retain, config.forget_weight, config.retain_weight
+        names = ("forget", "retain_lookahead")
 
     second_order = not config.first_order and config.alpha != 0
     loss_in = inner(model)                                                # L_in(θ)
@@ -134,6 +138,9 @@ def lookahead_gradient(model: nn.Module, task, batches: dict, config: LURConfig,
         outer_grad = g_out
     grad = [w_in * gi.detach() + w_out * go for gi, go in zip(g_in, outer_grad)]  # ∇J
     objective = (w_in * loss_in + w_out * loss_out).detach()                      # J(θ)
+    if log is not None:
+        log(names[0], loss_in)
+        log(names[1], loss_out)
     g_u, g_r = (g_out, g_in) if config.lookahead == "retain" else (g_in, g_out)
     return objective, grad, cosine([g.detach() for g in g_u], [g.detach() for g in g_r])
 
@@ -151,7 +158,7 @@ class LUR(LoopMethod):
         # second-order gradient runs attention through the (differentiable) math backend.
         kernels = nullcontext() if config.first_order else sdpa_kernel([SDPBackend.MATH])
         with kernels:
-            objective, grad, cos = lookahead_gradient(model, task, batches, config, ctx.generator)
+            objective, grad, cos = lookahead_gradient(model, task, batches, config, ctx.generator, log=ctx.log)
         check_finite(objective, self.name, step)
         set_grads(trainable(model), grad)  # ∇J; the loop clips and steps
         ctx.record("cos_unlearn_retain", cos)

@@ -221,6 +221,8 @@ class UAM(LoopMethod):
         else:
             add_to_params(params, eps, alpha=-1.0)  # θ + ε − ε (the code's restore)
         ctx.record("loss_r_surrogate", loss_r.item())
+        ctx.log("forget", loss_f)  # L_f(θ), the ascended term (its sign as in the forget_loss: F for npo)
+        ctx.log("retain", loss_r)  # L_r(θ + ε): the loss (the step's objective)
         if self.keeps_last_d(config):
             state["last_d"] = d
 

@@ -186,8 +186,9 @@ def _reference_view(reference: nn.Module, mem_bn: str):
 
 
 def memorization_loss(model: nn.Module, reference: nn.Module, task, batches: dict, config: MOXConfig,
-                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_mem on one (forget, retain) pair of batches, and its KL term (detached)."""
+                      generator: torch.Generator | None = None, log=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_mem on one (forget, retain) pair of batches, and its KL term (detached). ``log`` (e.g.
+    ``ctx.log``) receives the terms unweighted: loss = memorize + kl_weight·kl − targeted_weight·targeted."""
     forget, retain = batches["forget"], batches["retain"]
     with _reference_view(reference, config.mem_bn) as ref, torch.no_grad():
         log_p_ref = task.log_probs(ref, retain)                               # log h_θref(·|x), x ∈ D_R
@@ -199,9 +200,15 @@ def memorization_loss(model: nn.Module, reference: nn.Module, task, batches: dic
         memorize = (2.0 / config.npo_beta) * F.logsigmoid(-config.npo_beta * ratio).mean()  # (2/nβ) Σ log σ(−β·r)
     kl = F.kl_div(task.log_probs(model, retain), log_p_ref, log_target=True, reduction="batchmean")  # KL(h_θref ‖ h_θ)
     loss = memorize + config.kl_weight * kl
+    if log is not None:
+        log("memorize", memorize)
+        log("kl", kl)
     if config.targeted:
         target = task.relabel(forget, generator=generator)                    # (x_f, ỹ)
-        loss = loss - config.targeted_weight * task.loss(model, target).mean()  # − (1/n) Σ CE(x_f, ỹ; θ)
+        targeted = task.loss(model, target).mean()
+        if log is not None:
+            log("targeted", targeted)
+        loss = loss - config.targeted_weight * targeted                       # − (1/n) Σ CE(x_f, ỹ; θ)
     return loss, kl.detach()
 
 
@@ -227,7 +234,7 @@ class MOX(LoopMethod):
             freeze_norm_layers(model)
 
     def gradient_step(self, model, task, batches, config, state, step, ctx):
-        loss, kl = memorization_loss(model, state["reference"], task, batches, config, ctx.generator)
+        loss, kl = memorization_loss(model, state["reference"], task, batches, config, ctx.generator, log=ctx.log)
         check_finite(loss.detach(), self.name, step)
         loss.backward()                                           # descent on L_mem (no ascent anywhere)
         ctx.record("kl", float(kl))

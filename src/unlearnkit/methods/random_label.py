@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import MethodConfig, register
-from .loop import LoopMethod
+from .loop import LoopMethod, log_term
 
 
 @dataclass
@@ -37,6 +37,9 @@ class RandomLabel(LoopMethod):
     def objective(self, model, task, batches, config, state):
         relabelled = task.relabel(batches["forget"], generator=state["generator"])
         loss = task.loss(model, relabelled).mean()  # CE(f(x_f), ỹ)
+        log_term(state, "forget", loss)  # terms unweighted: loss = forget + retain_weight·retain
         if config.retain_weight:
-            loss = loss + config.retain_weight * task.loss(model, batches["retain"]).mean()
+            retain = task.loss(model, batches["retain"]).mean()
+            log_term(state, "retain", retain)
+            loss = loss + config.retain_weight * retain
         return loss

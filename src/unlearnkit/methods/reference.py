@@ -30,6 +30,7 @@ class Retrain(Method):
     name = "retrain"
     summary = "train from scratch on the retain set only: the exact-unlearning reference"
     Config = TrainConfig
+    accumulates_grads = True  # through fit's shared loop
 
     def run(self, model, task, split, config, ctx):
         reinitialise(model, seed=config.seed)

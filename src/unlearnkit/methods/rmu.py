@@ -65,7 +65,7 @@ from ..data.dataset import iterate_batches
 from ..data.text import IGNORE
 from ..errors import ConfigError
 from .base import MethodConfig, register
-from .loop import LoopMethod
+from .loop import LoopMethod, log_term
 from .reference_model import freeze_norm_layers, frozen_copy
 
 
@@ -262,6 +262,7 @@ class RMU(LoopMethod):
         h_f = task.hidden(model, forget, layer)                                 # M_updated(t), t ∈ x_f
         forget_term = activation_mse(h_f, state["control"], token_mask(forget, h_f))  # L_forget
         state["ctx"].record("rmu_forget", float(forget_term.detach()))
+        log_term(state, "forget", forget_term)                                  # terms unweighted
         if not config.alpha:
             return forget_term
         h_r = task.hidden(model, retain, layer)                                 # M_updated(t), t ∈ x_r
@@ -269,6 +270,7 @@ class RMU(LoopMethod):
             h_ref = task.hidden(state["reference"], retain, layer)              # M_frozen(t)
         retain_term = activation_mse(h_r, h_ref, token_mask(retain, h_r))       # L_retain
         state["ctx"].record("rmu_retain", float(retain_term.detach()))
+        log_term(state, "retain", retain_term)
         return forget_term + config.alpha * retain_term                         # L_forget + α·L_retain
 
     def finish(self, model, state, config, ctx):

@@ -126,19 +126,26 @@ class SCRUB(Method):
     summary = "SCRUB: student pushed away from the original teacher on forget (max), distilled back on retain (min)"
     Config = SCRUBConfig
 
-    def max_objective(self, model, task, batch, teacher, config) -> torch.Tensor:
-        """−d(x_f; w_s) on one forget batch."""
+    def max_objective(self, model, task, batch, teacher, config, log=None) -> torch.Tensor:
+        """−d(x_f; w_s) on one forget batch. ``log`` (e.g. ``ctx.log``) receives ``forget_kl`` = −loss."""
         with torch.no_grad():
             log_p_teacher = task.log_probs(teacher, batch)                       # log p(·|x_f; w_o)
-        return -distill_kl(task.log_probs(model, batch), log_p_teacher, config.temperature)  # −d(x_f; w_s)
+        kl = distill_kl(task.log_probs(model, batch), log_p_teacher, config.temperature)
+        if log is not None:
+            log("forget_kl", kl)
+        return -kl                                                               # −d(x_f; w_s)
 
-    def min_objective(self, model, task, batch, teacher, config) -> torch.Tensor:
-        """α·d(x_r; w_s) + γ·CE(f(x_r; w_s), y_r) on one retain batch."""
+    def min_objective(self, model, task, batch, teacher, config, log=None) -> torch.Tensor:
+        """α·d(x_r; w_s) + γ·CE(f(x_r; w_s), y_r) on one retain batch. ``log`` receives the terms
+        unweighted: ``retain_kl`` (d) and ``retain_ce``."""
         with torch.no_grad():
             log_p_teacher = task.log_probs(teacher, batch)                       # log p(·|x_r; w_o)
         ce, log_p = task.loss_and_log_probs(model, batch)                        # log p(·|x_r; w_s), CE per example
-        return (config.alpha * distill_kl(log_p, log_p_teacher, config.temperature)   # α·d(x_r; w_s)
-                + config.gamma * ce.mean())                                      # + γ·CE
+        kl, ce = distill_kl(log_p, log_p_teacher, config.temperature), ce.mean()
+        if log is not None:
+            log("retain_kl", kl)
+            log("retain_ce", ce)
+        return config.alpha * kl + config.gamma * ce                             # α·d(x_r; w_s) + γ·CE
 
     def run(self, model, task, split, config, ctx):
         model.to(ctx.device)
@@ -155,7 +162,7 @@ class SCRUB(Method):
 
         def step(objective, batch, key, counter):
             optimizer.zero_grad(set_to_none=True)
-            loss = objective(model, task, batch, teacher, config)
+            loss = objective(model, task, batch, teacher, config, log=ctx.log)
             check_finite(loss.detach(), self.name, counter.index)
             loss.backward()
             ctx.targets_seen += int(task.target_length(batch).sum())
@@ -164,9 +171,9 @@ class SCRUB(Method):
             optimizer.step()
             scheduler.step()
             ctx.record(key, loss.detach())
-            counter.done()
+            counter.done(loss.detach())
 
-        with StepCounter(total, self.name, model, ctx) as counter:
+        with StepCounter(total, self.name, model, ctx, optimizer) as counter:
             for epoch in range(config.epochs):
                 if epoch < max_epochs:                                           # e ≤ msteps: max pass over D_f
                     for batches in paired_batches({"forget": split.forget}, "forget", config.forget_batch_size, task, ctx):

@@ -14,7 +14,10 @@ import re
 import numpy as np
 
 from ..audits.metrics import METRICS
+from ..extras import require
 from .results import Results
+
+NEEDS = "unlearnkit report (its figures) needs"  # matplotlib: the [report] extra
 
 FONTTYPE = "path"
 RETRAIN_STYLE = {"color": "black", "marker": "*", "markersize": 15}
@@ -56,7 +59,7 @@ class Styles:
 def svg(fig, name: str) -> str:
     """The figure as an ``<svg>`` element: XML prolog and DOCTYPE stripped, ids salted by ``name``
     (unique and stable across the page's figures)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report", NEEDS)
 
     with matplotlib.rc_context({"svg.hashsalt": f"unlearnkit-{name}", "svg.fonttype": FONTTYPE}):
         buffer = io.StringIO()
@@ -68,6 +71,7 @@ def svg(fig, name: str) -> str:
 
 
 def _figure(width: float, height: float):
+    require("matplotlib", "report", NEEDS)
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -96,7 +100,7 @@ def _finite(value) -> bool:
 
 def tradeoff_figure(results: Results, scenario: str, styles: Styles, pair: tuple[str, str], name: str) -> str:
     """Forgetting (x) against utility (y), mean ± std over seeds per method; dashed lines at retrain."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report", NEEDS)
 
     x_metric, y_metric = pair
     with matplotlib.rc_context(RC):
@@ -163,7 +167,7 @@ def curves_of(results: Results, scenario: str, method: str, family: str) -> list
 def relearn_figure(results: Results, scenario: str, styles: Styles, name: str) -> str | None:
     """Small multiples: each method's relearning curve (mean over seeds, band = min–max) with
     retrain's (dashed black) and the threshold τ (dotted red)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report", NEEDS)
 
     methods = [m for m in results.methods if curves_of(results, scenario, m, "relearn")]
     if not methods:
@@ -209,7 +213,7 @@ def relearn_figure(results: Results, scenario: str, styles: Styles, name: str) -
 def roc_figure(results: Results, scenario: str, styles: Styles, name: str) -> str | None:
     """Small multiples: each method's loss-attack ROC (forget vs held-out), mean TPR over seeds on a
     common FPR grid, with retrain's (dashed black) and chance (grey diagonal)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report", NEEDS)
 
     methods = [m for m in results.methods if curves_of(results, scenario, m, "mia")]
     if not methods:
@@ -249,9 +253,99 @@ def roc_figure(results: Results, scenario: str, styles: Styles, name: str) -> st
         return svg(fig, name)
 
 
+TERM_STYLES = (("#555555", "--"), ("#b07a00", ":"), ("#6a3d9a", "-."), ("#999999", (0, (5, 1, 1, 1))),
+               ("#2a7f62", (0, (1, 1))))
+
+
+def loss_scenarios(results: Results, method: str) -> list[str]:
+    """The scenarios where ``method``'s records carry a training-loss curve."""
+    return [s for s in results.scenarios if curves_of(results, s, method, "loss")]
+
+
+def _series(curves: list[dict], key: str | None) -> list[tuple[list, list]]:
+    """(step, value) per seed for the loss (``key`` None) or a term, the missing points dropped."""
+    out = []
+    for c in curves:
+        values = c["loss"] if key is None else (c.get("terms") or {}).get(key)
+        if values:
+            kept = [(s, v) for s, v in zip(c["step"], values) if v is not None]
+            if kept:
+                out.append(([s for s, _ in kept], [v for _, v in kept]))
+    return out
+
+
+def _symlog_if_wide(ax, values: list[float]) -> None:
+    """A symmetric-log y axis when the values span far more than their typical size (an ascent that
+    ran away): linear within the typical size, logarithmic beyond, so both the start and the tail read."""
+    magnitudes = np.abs(np.array([v for v in values if _finite(v)], dtype=float))
+    if magnitudes.size == 0:
+        return
+    typical = float(np.median(magnitudes))
+    if magnitudes.max() > 1e3 * max(typical, 1e-6):
+        linthresh = max(typical, 1e-3)
+        ax.set_yscale("symlog", linthresh=linthresh)
+        # 0 and a few decades each side that the data reach (the default labels every decade)
+        low, high = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(magnitudes.max()))
+        decades = sorted({int(round(high - i * (high - low) / 3)) for i in range(3)})  # the lowest a third up
+        values = np.array([v for v in values if _finite(v)], dtype=float)
+        ticks = [0.0] + [10.0 ** k for k in decades if values.max() >= 10.0 ** k] \
+            + [-(10.0 ** k) for k in decades if values.min() <= -(10.0 ** k)]
+        ax.set_yticks(sorted(ticks))
+
+
+def loss_figure(results: Results, method: str, styles: Styles, name: str) -> str | None:
+    """One method's training curves, one panel per scenario: the loss per optimizer step (mean over
+    seeds, band = min–max) in the method's colour, and each objective term the method names,
+    unweighted, as thin dashed lines (mean over seeds). The y axis is the method's own."""
+    matplotlib = require("matplotlib", "report", NEEDS)
+
+    scenarios = loss_scenarios(results, method)
+    if not scenarios:
+        return None
+    terms = list(dict.fromkeys(k for s in scenarios for c in curves_of(results, s, method, "loss")
+                               for k in (c.get("terms") or {})))
+    nrows, ncols = _grid(len(scenarios), 4)
+    color = styles(method)["color"]
+    with matplotlib.rc_context(RC):
+        fig = _figure(2.3 * ncols + (1.1 if terms else 0.4), 1.75 * nrows + 0.45)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        handles = {}
+        for ax, scenario in zip(axes.flat, scenarios):
+            curves = curves_of(results, scenario, method, "loss")
+            series = _series(curves, None)
+            _symlog_if_wide(ax, [v for key in [None, *terms] for _, values in _series(curves, key) for v in values])
+            if series:
+                steps, mean, low, high = _mean_curve(series)
+                if len(series) > 1:
+                    ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+                handles["loss"] = ax.plot(steps, mean, color=color, linewidth=1.6)[0]
+            for i, term in enumerate(terms):
+                term_series = _series(curves, term)
+                if term_series:
+                    steps, mean, _, _ = _mean_curve(term_series)
+                    term_color, dashes = TERM_STYLES[i % len(TERM_STYLES)]
+                    handles[term] = ax.plot(steps, mean, color=term_color, linestyle=dashes, linewidth=1.0)[0]
+            counts = results.status_counts.get((scenario, method), {})
+            bad = {k: v for k, v in counts.items() if k != "ok"}
+            flag = "\n" + ", ".join(f"{v}/{sum(counts.values())} {k}" for k, v in bad.items()) if bad else ""
+            ax.set_title(f"{scenario}{flag}", fontsize=8)
+            ax.grid(True, linewidth=0.3, alpha=0.5)
+            ax.xaxis.set_major_formatter(_plain)
+        for ax in list(axes.flat)[len(scenarios):]:
+            ax.set_visible(False)
+        if terms:
+            fig.legend(list(handles.values()), list(handles), loc="outside right upper", frameon=False,
+                       handlelength=2.2)
+        fig.supxlabel("optimizer step", fontsize=9)
+        fig.supylabel("objective", fontsize=9)
+        fig.suptitle(f"{method}: training loss" + (" and its terms (unweighted, dashed)" if terms else ""),
+                     fontsize=9)
+        return svg(fig, name)
+
+
 def runtime_figure(results: Results, styles: Styles, name: str) -> str | None:
     """Horizontal bars: unlearning seconds per method (mean, ± std over seeds), one panel per scenario."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report", NEEDS)
 
     scenarios = [s for s in results.scenarios
                  if any(_metric_values(results, s, m, "seconds") for m in results.methods)]

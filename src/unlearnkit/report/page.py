@@ -74,7 +74,7 @@ def render(results: Results, *, title: str, source: str) -> str:
     styles = figures.Styles(results)
     sections = [_summary(results, source), _table_section(results), _tradeoff_section(results, styles),
                 _relearn_section(results, styles), _roc_section(results, styles), _runtime_section(results, styles),
-                _glossary(results)]
+                _loss_section(results, styles), _glossary(results)]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -211,6 +211,28 @@ def _runtime_section(results: Results, styles) -> str:
     notes = [] if figure else ["no run times recorded"]
     return _section("runtime", "Run time", "Wall-clock seconds of the unlearning run itself (audits excluded).",
                     [figure] if figure else [], notes)
+
+
+def _loss_section(results: Results, styles) -> str:
+    """One figure per method: its training loss per scenario (``curves["loss"]`` of the records)."""
+    parts, missing = [], []
+    for i, method in enumerate(results.methods):
+        figure = figures.loss_figure(results, method, styles, f"loss-{i}")
+        if figure is None:
+            missing.append(method)
+        else:
+            parts.append(figure)
+    notes = []
+    if not parts:
+        notes.append("no training-loss curves in these results (they predate loss recording)")
+    elif missing:
+        notes.append(f"no training steps recorded for: {', '.join(missing)} (no training loop, or the run "
+                     "stopped before its first step)")
+    intro = ("The objective each method minimised, per optimizer step (each point the mean over a window of steps; "
+             "line: mean over seeds, band: min–max), with the objective terms the method names, before their "
+             "weights (dashed). Each method has its own scale: an ascent objective falls without bound, a "
+             "descent one towards 0.")
+    return _section("loss", "Training loss", intro, parts, notes)
 
 
 def _section(anchor: str, heading: str, intro: str, figures_html: list[str], notes: list[str]) -> str:
