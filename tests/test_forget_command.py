@@ -125,3 +125,21 @@ def test_forget_with_a_local_hf_model(tmp_path, capsys, cache):
     assert record["input_model"]["kind"] == "hf_model"
     assert record["output_model"]["sha256"] != record["input_model"]["sha256"]
     assert record["method"]["config"]["optimizer"] == "adamw"  # the text defaults apply
+
+
+def test_forget_log_dir_keeps_the_training_curve(tmp_path, capsys, cache):
+    import csv
+    import math
+
+    ckpt, _ = _mlp_checkpoint(tmp_path / "m.safetensors")
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    code = main(["forget", "--checkpoint", str(ckpt), "--model", "mlp", "--forget", "class:1", "--method", "graddiff",
+                 "--set", "epochs=2", "--set", "batch_size=32", "--audits", "accuracy", "--log-dir", str(logs),
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader((logs / "forget-graddiff.csv").open()))
+    forget = len(make_split(load_data("digits"), "class:1").forget_idx)
+    assert len(rows) == 2 * math.ceil(forget / 32)  # one row per optimizer step
+    assert {"loss", "lr", "forget", "retain"} <= set(rows[0])
+    record = json.loads((out / "record.json").read_text())
+    assert record["curves"]["loss"]["steps"] == len(rows)

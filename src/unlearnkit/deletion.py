@@ -45,13 +45,15 @@ from .bench.memory import PeakMemory
 from .bench.originals import original_model, original_path
 from .bench.runner import REFERENCE, BenchPlan, shadow_trainer, versions
 from .bench.workload import workload_for
-from .checkpoints import load_weights, save_weights, sha256_file, state_tensors
+from .checkpoints import load_weights, save_weights, sha256_file, sha256_state
 from .data.forget import make_split
 from .data.sources import load_data
 from .errors import CheckpointError, ConfigError
 from .devices import resolve_device
 from .methods.base import METHODS, RunContext, run_method
+from .methods.callbacks import CSVLogger, History
 from .methods.precision import Precision
+from .models.lm_options import LMOptions
 from .methods.training import fit
 from .models.registry import build_model
 from .resolve import typed_overrides
@@ -75,7 +77,8 @@ class ForgetRequest:
     data_options: dict[str, str] = field(default_factory=dict)
     audits: list[str] | None = None    # None: the data's defaults
     retrain: bool = False              # train a retrain reference (on the retain set) for the gaps
-    retrain_model: Path | None = None  # or use this checkpoint as the reference
+    retrain_model: Path | None = None  # or use this checkpoint (an HF folder with --hf-model) as the reference
+    retain_logs: Path | None = None    # or a retain model's evaluation log (audits/reference_logs.py)
     seed: int = 0
     split_seed: int = 0
     train_seed: int = 0
@@ -83,6 +86,7 @@ class ForgetRequest:
     argv: list[str] | None = None
     precision: Precision = field(default_factory=Precision)
     log_dir: Path | None = None        # the run's training curve as CSV
+    lm: LMOptions = field(default_factory=LMOptions)  # a language model's dtype, prompt format, lengths, reference device
 
     def check(self) -> None:
         METHODS.get(self.method)
@@ -96,8 +100,8 @@ class ForgetRequest:
                               "was built with)")
         if self.checkpoint and not Path(self.checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {self.checkpoint}")
-        if self.retrain and self.retrain_model:
-            raise ConfigError("give either --retrain (train a reference) or --retrain-model CKPT, not both")
+        if sum(map(bool, (self.retrain, self.retrain_model, self.retain_logs))) > 1:
+            raise ConfigError("give one reference: --retrain (train one), --retain-model CKPT, or --retain-logs FILE")
         for name in ("model.safetensors", "model", "record.json", "record.html"):
             if (Path(self.out) / name).exists():
                 raise CheckpointError(f"{Path(self.out) / name} already exists; unlearnkit forget never replaces "
@@ -110,23 +114,11 @@ def sha256_ids(ids: torch.Tensor) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_state(model: nn.Module) -> str:
-    """SHA-256 over the model's tensors (names, dtypes, shapes, bytes) in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state_tensors(model).items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
 def _load_source(req: ForgetRequest):
-    """(source, the user's HF model or None)."""
-    if req.hf_model:
-        from .models.hf import load_hf_model, load_hf_tokenizer
+    """(source, the user's HF model or None), loaded as ``req.lm`` says (models/lm_options.py)."""
+    from .models.lm_options import load_lm_source
 
-        tokenizer = load_hf_tokenizer(req.hf_model)
-        return load_data(req.data, tokenizer=tokenizer, **req.data_options), load_hf_model(req.hf_model)
-    return load_data(req.data, **req.data_options), None
+    return load_lm_source(req.data, req.hf_model, req.lm, req.data_options)
 
 
 def _original(req: ForgetRequest, given, split, task, plan, recipe, work, device):
@@ -157,7 +149,8 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
     source, given = _load_source(req)
     work = workload_for(source)
     plan = BenchPlan(data=req.data, model=req.arch, overrides={req.method: dict(req.overrides)},
-                     train_seed=req.train_seed, split_seed=req.split_seed, data_options=dict(req.data_options))
+                     train_seed=req.train_seed, split_seed=req.split_seed, data_options=dict(req.data_options),
+                     hf_model=str(req.hf_model) if req.hf_model else None, lm=req.lm)
     plan = plan.resolve(source)
     recipe = plan.recipe(work)
     split = make_split(source, req.forget, seed=req.split_seed)
@@ -165,7 +158,10 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
     with distributed.main_first():  # several processes: the main one trains/caches, the others load
         model, origin, make = _original(req, given, split, task, plan, recipe, work, device)
     config = plan.method_config(req.method, req.seed, recipe, work)
-    ctx = RunContext(device=device, generator=seed_everything(req.seed), precision=req.precision)
+    history = History()  # the run's loss curve, kept in the record
+    ctx = RunContext(device=device, generator=seed_everything(req.seed), precision=req.precision, callbacks=[history])
+    if req.log_dir is not None and distributed.is_main():
+        ctx.callbacks.append(CSVLogger(Path(req.log_dir) / f"forget-{req.method}.csv"))  # never replaces a file
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         unlearned = run_method(req.method, copy.deepcopy(model), task, split, config, ctx)
@@ -193,7 +189,12 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
                              trainer=shadow_trainer(make, task, recipe, device) if make else None)
     reference = _retrain_reference(req, model, task, split, recipe, plan, make, device)
     reference_metrics = None
-    if reference is not None:
+    if req.retain_logs:
+        from .audits.reference_logs import read_retain_logs
+
+        audit_ctx.reference_logs = read_retain_logs(req.retain_logs)
+        reference = {"kind": "retain_logs", "path": str(req.retain_logs), "sha256": sha256_file(req.retain_logs)}
+    elif reference is not None:
         audit_ctx.retrain = reference["model"]
         reference_metrics = audit(reference["model"], task, split, audits, ctx=audit_ctx)
     metrics = audit(unlearned, task, split, audits, ctx=audit_ctx)
@@ -223,6 +224,7 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
         "retrain_reference": None if reference is None else {k: v for k, v in reference.items() if k != "model"},
         "retrain_metrics": reference_metrics,
         "trace_summary": {k: v[-1] for k, v in ctx.trace.items() if v and isinstance(v[-1], (int, float))},
+        "curves": {"loss": ctx.callbacks[0].curve()} if len(ctx.callbacks[0]) else {},
         "versions": {**versions(), **_optional_versions()},
         "platform": platform.platform(),
         "command": _command(req),
@@ -233,6 +235,12 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
 
 
 def _retrain_reference(req, model, task, split, recipe, plan, make, device) -> dict | None:
+    if req.retrain_model and req.hf_model:  # a retain-finetuned language model: evaluated, never trained
+        from .models.hf import load_hf_model
+
+        reference = load_hf_model(req.retrain_model, device=device, dtype=req.lm.dtype,
+                                  trust_remote_code=req.lm.trust_remote_code)
+        return {"model": reference, "kind": "given", "path": str(req.retrain_model), "sha256": sha256_state(reference)}
     if req.retrain_model:
         reference = load_weights(copy.deepcopy(model), req.retrain_model)
         return {"model": reference, "kind": "given", "path": str(req.retrain_model),
@@ -240,8 +248,9 @@ def _retrain_reference(req, model, task, split, recipe, plan, make, device) -> d
     if not req.retrain:
         return None
     if make is None:
-        raise ConfigError("--retrain needs a model whose architecture can be rebuilt (--model/--arch, or the "
-                          "embedded default); for --hf-model give --retrain-model DIR's weights instead")
+        raise ConfigError("--retrain needs a model whose architecture can be rebuilt (--checkpoint with --model, or "
+                          "the embedded default); a pretrained --hf-model is never retrained from scratch: give "
+                          "--retain-model DIR (its retain-finetuned checkpoint) or --retain-logs FILE")
     config = plan.method_config(REFERENCE, req.seed, recipe, workload_for(split.source))
     start = time.perf_counter()
     reference = fit(make(req.seed).to(device), task, split.retain, config,

@@ -1,0 +1,89 @@
+"""The documentation: the MkDocs site builds with ``--strict``, the README stays short, the measured
+tables in docs/results.md are exactly what docs/gen_results.py writes from the committed results
+files, and every registered method is documented."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unlearnkit import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def _gen_results():
+    spec = importlib.util.spec_from_file_location("gen_results", DOCS / "gen_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mkdocs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("material", reason="mkdocs-material is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("mkdocstrings_handlers.python",
+                        reason="mkdocstrings[python] is not installed (pip install -e '.[docs]')")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8").count('id="unlearnkit.unlearn"') == 1
+
+
+def test_readme_is_short():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; keep it at most 200 (the rest goes in docs/)"
+
+
+def test_readme_keeps_the_two_commands():
+    text = README.read_text(encoding="utf-8")
+    assert "pip install torch==2.13.0 && pip install -e . && unlearnkit bench" in text
+    assert 'pip install -e ".[test]" && OMP_NUM_THREADS=1 python -m pytest -q' in text
+
+
+def test_generated_tables_are_up_to_date():
+    gen = _gen_results()
+    stale = gen.check()
+    assert not stale, (f"docs/results.md: generated blocks {stale} differ from the committed results files; "
+                       "run `python docs/gen_results.py` (do not edit the tables by hand)")
+
+
+def test_generated_blocks_come_from_files():
+    gen = _gen_results()
+    text = (DOCS / "results.md").read_text(encoding="utf-8")
+    for name in gen.BLOCKS:
+        assert f"<!-- generated: {name} -->" in text
+        assert (DOCS / "results" / f"{name}.jsonl").is_file()
+
+
+def test_hand_edited_table_is_caught(tmp_path, monkeypatch):
+    gen = _gen_results()
+    page = tmp_path / "results.md"
+    text = (DOCS / "results.md").read_text(encoding="utf-8")
+    edited = re.sub(r"(\| class:0 \| `ga` \| )([0-9.]+)", lambda m: m.group(1) + "12.34", text, count=1)
+    assert edited != text
+    page.write_text(edited, encoding="utf-8")
+    monkeypatch.setattr(gen, "PAGE", page)
+    assert gen.check() == ["digits"]
+
+
+def _table_names(text: str) -> set[str]:
+    """The first-column names of every markdown table row: | `name` | ..."""
+    return set(re.findall(r"^\|\s*`([a-z0-9_]+)`\s*\|", text, flags=re.M))
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_is_documented(name):
+    assert name in _table_names(README.read_text(encoding="utf-8")), f"{name} is missing from the README's methods table"
+    methods_page = (DOCS / "methods.md").read_text(encoding="utf-8")
+    assert name in _table_names(methods_page), f"{name} is missing from the table in docs/methods.md"
+    assert re.search(rf"^### `{re.escape(name)}`", methods_page, flags=re.M), f"docs/methods.md has no section for {name}"
