@@ -86,17 +86,47 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-_local_depth = 0  # > 0 inside local(): collectives off, one process's view
-_env_checked = False  # the lazy set-up from the launcher's environment ran
-_share = 1.0  # the current share: of the batch last sharded, or scoped by weighted()
-_last_sizes: list[int] = []  # rows each process holds of the batch last sharded
-_last_start = 0  # where this process's rows of it start
+from .extras import optional
+
+@dataclass
+class DistributedState:
+    """The per-run state of the multi-process layer, held by the run's context
+    (``RunContext.distributed``) and made current for the run by :func:`using`; outside a run a
+    process-wide default serves (set-up, audits, the benchmark's own collectives)."""
+
+    local_depth: int = 0  # > 0 inside local(): collectives off, one process's view
+    share: float = 1.0  # the current share: of the batch last sharded, or scoped by weighted()
+    last_sizes: list[int] = field(default_factory=list)  # rows each process holds of the batch last sharded
+    last_start: int = 0  # where this process's rows of it start
+
+
+_DEFAULT = DistributedState()
+_CURRENT: ContextVar[DistributedState] = ContextVar("unlearnkit_distributed", default=_DEFAULT)
+# whether the lazy set-up from the launcher's environment ran: a fact about the process, not a run
+_ENV = {"checked": False}
+
+
+def current() -> DistributedState:
+    """The state of the run in progress (the process-wide default outside a run)."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def using(state: DistributedState) -> Iterator[DistributedState]:
+    """Make ``state`` the current one inside (``methods.base.run_method`` does, with the run context's)."""
+    token = _CURRENT.set(state)
+    try:
+        yield state
+    finally:
+        _CURRENT.reset(token)
 
 
 # --------------------------------------------------------------------------- set-up and identity
@@ -105,8 +135,7 @@ def init(cpu: bool | None = None) -> bool:
     """Join the process group the launcher describes (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``…);
     returns whether more than one process runs. ``cpu``: gloo on CPU (default: when no GPU is
     visible, or ``ACCELERATE_USE_CPU`` says so). Idempotent; a no-op without ``WORLD_SIZE > 1``."""
-    global _env_checked
-    _env_checked = True
+    _ENV["checked"] = True
     expected = int(os.environ.get("WORLD_SIZE", "1"))
     if not dist.is_available():
         if expected > 1:
@@ -118,14 +147,13 @@ def init(cpu: bool | None = None) -> bool:
         return False
     flag = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     use_cpu = (flag or not torch.cuda.is_available()) if cpu is None else cpu
-    try:
-        from accelerate import PartialState
-    except ImportError:  # Accelerate is optional: the same environment, read by torch
+    accelerate = optional("accelerate")  # the [dist] extra; torch reads the same environment without it
+    if accelerate is None:
         if not use_cpu:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("gloo" if use_cpu else "nccl")
     else:
-        PartialState(cpu=use_cpu)
+        accelerate.PartialState(cpu=use_cpu)
     got = dist.get_world_size() if dist.is_initialized() else 1
     if got != expected:
         raise RuntimeError(
@@ -137,9 +165,9 @@ def init(cpu: bool | None = None) -> bool:
 
 def active() -> bool:
     """Whether several processes cooperate here (initialised, world > 1, not inside :func:`local`)."""
-    if _local_depth:
+    if current().local_depth:
         return False
-    if not _env_checked:
+    if not _ENV["checked"]:
         init()
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -201,12 +229,12 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 @contextmanager
 def local() -> Iterator[None]:
     """One process's view inside: no sharding, no collectives (audits and writes on the main process)."""
-    global _local_depth
-    _local_depth += 1
+    state = current()
+    state.local_depth += 1
     try:
         yield
     finally:
-        _local_depth -= 1
+        state.local_depth -= 1
 
 
 def on_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -287,16 +315,16 @@ def shard(batch: Any) -> Any:
     values are kept whole): a contiguous slice, sizes as even as possible; a placeholder row with
     share 0 where a process would hold none. The result carries its ``share`` and makes it the
     current one (see the module docstring). In one process: ``batch`` itself."""
-    global _share, _last_sizes, _last_start
     if not active():
         return batch
+    state = current()
     n, world, me = _rows(batch), world_size(), rank()
     base, extra = divmod(n, world)
-    _last_sizes = [base + (r < extra) for r in range(world)]
-    size, start = _last_sizes[me], me * base + min(me, extra)
-    _last_start = start
+    state.last_sizes = [base + (r < extra) for r in range(world)]
+    size, start = state.last_sizes[me], me * base + min(me, extra)
+    state.last_start = start
     part = _take(batch, slice(start, start + size) if size else slice(n - 1, n), n)
-    _share = part.share = world * size / n
+    state.share = part.share = world * size / n
     part.rows, part.total = slice(start, start + size) if size else slice(n - 1, n), n
     return part
 
@@ -307,7 +335,7 @@ def share(batch: Any = None) -> float:
     if not active():
         return 1.0
     if batch is None:
-        return _share
+        return current().share
     return getattr(batch, "share", 1.0)
 
 
@@ -329,12 +357,12 @@ def holds_rows(batch: Any = None) -> bool:
 @contextmanager
 def weighted(batch: Any) -> Iterator[None]:
     """Reductions inside weigh by ``batch``'s share (a gradient taken on another stream's batch)."""
-    global _share
-    previous, _share = _share, share(batch)
+    state = current()
+    previous, state.share = state.share, share(batch)
     try:
         yield
     finally:
-        _share = previous
+        state.share = previous
 
 
 def weigh(term: torch.Tensor, batch: Any) -> torch.Tensor:
@@ -386,7 +414,7 @@ def all_reduce_mean(tensors: Sequence[torch.Tensor], *, share: float | None = No
     tensors = list(tensors)
     if not active() or not tensors:
         return tensors
-    weight = _share if share is None else share
+    weight = current().share if share is None else share
     return _all_reduce(tensors, [weight] * len(tensors), divide=True)
 
 
@@ -455,7 +483,7 @@ def all_gather_rows(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     differentiable. In one process: ``(rows, 0)``."""
     if not active():
         return rows, 0
-    sizes, start = _last_sizes, _last_start
+    sizes, start = current().last_sizes, current().last_start
     held = sizes[rank()]
     if held and len(rows) != held:
         raise ValueError(f"all_gather_rows: {len(rows)} rows, but this process holds {held} of the batch last sharded")
@@ -487,7 +515,7 @@ def reduce_grads_(params: Sequence[torch.Tensor], *, share: float | None = None)
     params = [p for p in params if not is_sharded_tensor(p) and not is_sharded_tensor(p.grad)]
     if not params:
         return
-    weight = _share if share is None else share
+    weight = current().share if share is None else share
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     present = torch.tensor([float(p.grad is not None) for p in params], device=grads[0].device)
     reduced = _all_reduce(grads + [present], [weight] * len(grads) + [1.0], divide=True)

@@ -23,3 +23,7 @@ class CheckpointError(UnlearnkitError):
 
 class DivergenceError(UnlearnkitError, RuntimeError):
     """A loss became NaN or infinite; the run stopped and the input model was left untouched."""
+
+
+class MissingExtraError(UnlearnkitError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra to install."""

@@ -27,11 +27,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import optuna
-from optuna.samplers import BaseSampler, TPESampler
-from optuna.trial import TrialState
 
 from ..errors import ConfigError
+from ..extras import require
+
+# the whole module is Optuna plumbing (TrialSeededSampler subclasses its BaseSampler), imported only by
+# ``unlearnkit tune`` (bench/tune.py, inside functions): without the [tune] extra, importing it raises
+# MissingExtraError with the pip hint
+optuna = require("optuna", "tune", "unlearnkit tune needs")
+from optuna.samplers import BaseSampler, TPESampler  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
 from ..methods.base import Choice, Dimension, FloatRange, IntRange
 
 log = logging.getLogger(__name__)

@@ -31,23 +31,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..extras import require
 from .images import (
     DecodeOptions, cached_arrays, channel_stats, check_options, decode_images, fingerprint, image_source, need_path,
 )
-from .sources import DATA_SOURCES, DataSource
+from .sources import DataSource, data_source
 
 IMAGE_COLUMNS = ("image", "img")
 LABEL_COLUMNS = ("label", "labels", "fine_label")
-OPTIONS = ("groups", "image_column", "label_column", "train_split", "test_split", "mode", "resize", "workers",
-           "cache", "crop_padding", "hflip")
+OPTIONS = {"groups": str, "image_column": str, "label_column": str, "train_split": str, "test_split": str,
+           "mode": str, "resize": bool, "workers": int, "cache": bool, "crop_padding": int, "hflip": bool}
 
 
 def _load(root: Path):
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(f"{root}: reading a Hugging Face dataset folder needs the `datasets` package "
-                        "(pip install datasets)") from None
+    datasets = require("datasets", "hf", "reading a Hugging Face dataset folder needs")
     try:
         return datasets, datasets.load_from_disk(str(root))
     except Exception as exc:  # datasets raises several kinds for a folder it cannot read
@@ -141,7 +138,7 @@ def _image_cells(datasets, ds, column: str, where: str) -> tuple[list, list[str]
     return sources, names
 
 
-@DATA_SOURCES.register("hf")
+@data_source("hf", options=OPTIONS)
 def load_hf_images(path: str | None = None, **options) -> DataSource:
     """``--data hf:PATH`` (module docstring). Options: ``image_column``, ``label_column``,
     ``train_split="train"``, ``test_split="test"``, ``groups=PATH``, ``mode="auto"``, ``resize=False``,

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data.split import Split
 from ..errors import ConfigError
 from ..registry import Registry
@@ -250,6 +251,9 @@ class RunContext:
     targets_seen: int = 0
     # mixed precision / channels-last / torch.compile for the shared loop (methods/precision.py)
     precision: Precision = field(default_factory=Precision)
+    # the multi-process layer's state for this run (current share, last shard sizes, local scopes):
+    # made current by run_method, so concurrent runs in one process never share it
+    distributed: distributed.DistributedState = field(default_factory=distributed.DistributedState)
     # watchers of every step (methods/callbacks.py), called by the loops' StepCounter
     callbacks: list = field(default_factory=list)
     # the current step's named objective terms (``log``), taken by the StepCounter when the step ends
@@ -314,7 +318,7 @@ def run_method(name: str, model: nn.Module, task: Task, split: Split, config: Me
         raise ConfigError(f"{name} runs its own training loop, which does not accumulate gradients; set "
                           f"grad_accum=1 and batch_size={config.batch_size * config.grad_accum} for the same "
                           "effective batch")
-    with task.augmenting(augmentation_generator(config)):
+    with task.augmenting(augmentation_generator(config)), distributed.using(ctx.distributed):
         return cls().run(model, task, split, config, ctx)
 
 

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from ..atomic import write_text_atomic
-from ..errors import ConfigError, UnlearnkitError
+from ..errors import ConfigError
+from ..extras import require
 from .results import Results, load_results, shape
 
 __all__ = ["Results", "build_report", "load_results", "render_report", "shape", "write_report"]
@@ -17,10 +18,9 @@ __all__ = ["Results", "build_report", "load_results", "render_report", "shape", 
 
 def render_report(results: Results, *, title: str | None = None, source: str = "") -> str:
     """The page's HTML for already-loaded results."""
-    try:
-        import matplotlib  # noqa: F401  the figures
-    except ImportError:
-        raise UnlearnkitError("unlearnkit report draws its figures with matplotlib: pip install matplotlib") from None
+    from .figures import NEEDS
+
+    require("matplotlib", "report", NEEDS)
     from .page import render
 
     if title is None:
