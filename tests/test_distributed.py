@@ -110,15 +110,21 @@ def test_accelerate_launch_matches_one(single, tmp_path):
 
 
 def test_fsdp_two_processes_match_one(tmp_path):
+    """ga, and npo with its frozen reference sharded like the model (FSDP2 modules cannot be copied)."""
     import fsdp_worker
 
-    fsdp_worker.run(tmp_path / "single")
-    _launch(TORCHRUN, "fsdp_worker.py", [str(tmp_path / "fsdp")], _env(tmp_path))
-    hashes = {(tmp_path / "fsdp" / f"ga.rank{r}.sha").read_text() for r in (0, 1)}
-    assert len(hashes) == 1
-    one, two = torch.load(tmp_path / "single" / "ga.pt"), torch.load(tmp_path / "fsdp" / "ga.pt")
-    for key in one:
-        torch.testing.assert_close(two[key], one[key], atol=ATOL, rtol=RTOL, msg=key)
+    methods = ("ga", "npo")
+    fsdp_worker.run(tmp_path / "single", methods)
+    _launch(TORCHRUN, "fsdp_worker.py", [str(tmp_path / "fsdp"), ",".join(methods)], _env(tmp_path))
+    for method in methods:
+        hashes = {(tmp_path / "fsdp" / f"{method}.rank{r}.sha").read_text() for r in (0, 1)}
+        assert len(hashes) == 1
+        one = torch.load(tmp_path / "single" / f"{method}.pt")
+        two = torch.load(tmp_path / "fsdp" / f"{method}.pt")
+        assert any(not torch.equal(a, b) for a, b in zip(one.values(), torch.load(tmp_path / "single" / "ga.pt")
+                                                              .values())) or method == "ga"
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], atol=ATOL, rtol=RTOL, msg=f"{method} {key}")
 
 
 def test_forget_command_under_torchrun_writes_once_and_matches_one_process(tmp_path):
