@@ -186,7 +186,7 @@ def split(tok):
 
 TOFU_KEYS = {"forget_prob", "forget_rouge", "forget_truth_ratio", "retain_prob", "retain_rouge", "retain_truth_ratio",
              "ra_prob", "ra_rouge", "ra_truth_ratio", "wf_prob", "wf_rouge", "wf_truth_ratio", "model_utility",
-             "mia_auc_mink"}
+             "mia_auc_mink", "forget_em", "forget_es", "retain_em", "retain_es"}
 
 
 def test_tofu_audit_values_and_retrain_reference(tok, lm_task, split):

@@ -1,5 +1,5 @@
 """Audits: one file per family, registered by name."""
-from . import accuracy, lira, mia, relearn, tofu, weights, wmdp  # noqa: F401  (register the families)
+from . import accuracy, lira, mia, muse, relearn, text_mia, tofu, weights, wmdp  # noqa: F401  (register the families)
 from .api import DEFAULT_AUDITS, FULL_AUDITS, audit
 from .base import AUDITS, AuditContext, per_example
 from .gap import avg_gap

@@ -46,6 +46,43 @@ METRICS: dict[str, tuple[str, str]] = {
     "privleak": ("retrain", "MUSE PrivLeak: (s − s_r)/s_r × 100 with s = 1 − mia_auc_mink, s_r retrain's; 0 = like retrain, < 0 still memorised, > 0 over-unlearned"),
     "hazard_acc": ("lower", "WMDP-style multiple-choice accuracy on the hazard questions (%); chance = 100/choices"),
     "general_acc": ("higher", "multiple-choice accuracy on the general-knowledge questions (%)"),
+    "mmlu_acc": ("higher", "MMLU accuracy (%), lm-eval's mmlu task: argmax of the log-likelihoods of ' A'…' D' "
+                           "after the lettered question, mean over all questions (WMDP's utility)"),
+    # TOFU family: memorisation (OpenUnlearning exact_memorization / extraction_strength, teacher-forced)
+    "forget_em": ("retrain", "exact memorisation: mean fraction of forget answer tokens whose teacher-forced argmax "
+                             "is the gold token (final EOS left out)"),
+    "forget_es": ("retrain", "extraction strength: mean 1 − k/n over forget answers, k the first position from which "
+                             "the teacher-forced argmax reproduces the rest of the answer"),
+    "retain_em": ("higher", "exact memorisation on the retain evaluation set"),
+    "retain_es": ("higher", "extraction strength on the retain evaluation set"),
+    # MUSE family (audits/muse.py)
+    "verbmem_f": ("retrain", "MUSE VerbMem: mean ROUGE-L F1 × 100 of the greedy continuation (128 tokens) of each "
+                             "verbmem forget prompt vs its ground truth"),
+    "knowmem_f": ("retrain", "MUSE KnowMem on the forget QA: mean ROUGE-L F1 × 100 of the greedy (ICL-prompted) answers"),
+    "knowmem_r": ("higher", "MUSE KnowMem on the retain QA (utility): mean ROUGE-L F1 × 100"),
+    "verbmem_em": ("retrain", "exact memorisation of the verbmem ground truths given their prompts"),
+    "verbmem_es": ("retrain", "extraction strength of the verbmem ground truths given their prompts"),
+    "mia_auc_minkpp": ("retrain", "Min-K%++ (k = 40%) attack, forget vs holdout documents: ROC-AUC (1 = forget recognised)"),
+    "privleak_minkpp": ("retrain", "PrivLeak computed from mia_auc_minkpp instead of mia_auc_mink"),
+    # text_mia family (audits/text_mia.py): forget (members) vs holdout (non-members)
+    "mia_loss_auc": ("retrain", "text MIA, LOSS attack (mean answer NLL): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_loss_tpr1": ("retrain", "text MIA, loss: true-positive rate at 1% false-positive rate (%)"),
+    "mia_loss_tpr01": ("retrain", "text MIA, loss: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
+    "mia_zlib_auc": ("retrain", "text MIA, zlib attack (NLL / zlib-compressed length of the answer text): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_zlib_tpr1": ("retrain", "text MIA, zlib: true-positive rate at 1% false-positive rate (%)"),
+    "mia_zlib_tpr01": ("retrain", "text MIA, zlib: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
+    "mia_mink_auc": ("retrain", "text MIA, Min-K% Prob attack (k = 40%): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_mink_tpr1": ("retrain", "text MIA, mink: true-positive rate at 1% false-positive rate (%)"),
+    "mia_mink_tpr01": ("retrain", "text MIA, mink: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
+    "mia_minkpp_auc": ("retrain", "text MIA, Min-K%++ attack (k = 40%, token log-probs standardised under the model's next-token distribution): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_minkpp_tpr1": ("retrain", "text MIA, minkpp: true-positive rate at 1% false-positive rate (%)"),
+    "mia_minkpp_tpr01": ("retrain", "text MIA, minkpp: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
+    "mia_ref_auc": ("retrain", "text MIA, reference attack (NLL − the retrained model's NLL; needs the retrained model): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_ref_tpr1": ("retrain", "text MIA, ref: true-positive rate at 1% false-positive rate (%)"),
+    "mia_ref_tpr01": ("retrain", "text MIA, ref: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
+    "mia_gradnorm_auc": ("retrain", "text MIA, gradient-norm attack (mean per-tensor L2 norm of the per-item loss gradient): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
+    "mia_gradnorm_tpr1": ("retrain", "text MIA, gradnorm: true-positive rate at 1% false-positive rate (%)"),
+    "mia_gradnorm_tpr01": ("retrain", "text MIA, gradnorm: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
     "avg_gap": ("lower", "mean |metric − retrain's| over ua, ra, ta, mia_efficacy (points)"),
     "seconds": ("lower", "wall-clock time of the unlearning run (s)"),
     "targets_per_s": ("higher", "answer tokens (text) or examples (images) per second through the shared loop's "

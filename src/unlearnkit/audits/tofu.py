@@ -44,7 +44,20 @@ Aggregates, reported per evaluation set:
                           with s = 1 − ``mia_auc_mink`` (MUSE reports AUCs in the flipped convention) and
                           s_r the same for the retrained model. ≈ 0 = like retraining, strongly negative =
                           still memorised, positive = over-unlearned. **Absent without a retrained model**
-                          (OpenUnlearning falls back to a reference AUC of 0.5; we do not).
+                          (OpenUnlearning falls back to a reference AUC of 0.5; we do not);
+- ``<set>_em``            exact memorisation (Tirumala et al. 2022, "Memorization without overfitting";
+                          OpenUnlearning ``memorization.py::exact_memorization``, ``configs/eval/tofu_metrics/
+                          exact_memorization.yaml``, on the gold forget answers): per item, the fraction of
+                          answer tokens whose teacher-forced argmax prediction is the gold token, the final EOS
+                          left out (``tokenwise_vocab_logprobs`` drops it); mean over items. ``forget`` and,
+                          when the source has it, ``retain``;
+- ``<set>_es``            extraction strength (Carlini et al. 2021 as used by Wang et al. 2025, "Towards
+                          effective evaluations and comparisons for LLM unlearning methods"; OpenUnlearning
+                          ``memorization.py::extraction_strength``, teacher-forced): per item with n answer
+                          tokens (final EOS left out), ES = 1 − k/n, k the smallest index such that the
+                          argmax reproduces every answer token from position k on (k = n when even the last
+                          token is missed: ES = 0). Ours at that one edge: OpenUnlearning's loop ends at
+                          k = n − 1 there and reports 1/n. Mean over items.
 
 Data (a text :class:`~unlearnkit.data.sources.DataSource`, see :mod:`unlearnkit.data.text`):
 ``source.evals[split.spec]`` is the forget :class:`~unlearnkit.data.text.EvalSet` (named like the split,
@@ -70,6 +83,7 @@ from ..data.dataset import iterate_batches
 from ..data.split import Split
 from ..data.text import IGNORE, EvalSet
 from ..errors import ConfigError
+from ..extras import require
 from ..tasks.base import Task
 from .base import AUDITS, AuditContext, per_example
 
@@ -138,7 +152,7 @@ def rouge_l_recall(generated: list[str], references: list[str]) -> np.ndarray:
     """ROUGE-L recall of each generated text against its reference (rouge_score, stemmer on)."""
     global _SCORER
     if _SCORER is None:
-        from rouge_score import rouge_scorer
+        rouge_scorer = require("rouge_score.rouge_scorer", "llm", "the TOFU ROUGE audit needs")
 
         _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     if len(generated) != len(references):
@@ -282,6 +296,60 @@ def min_k_auc(model, task, members: Dataset, non_members: Dataset, ctx, k: float
                           per_example(model, task, non_members, score, ctx).numpy())
 
 
+# --- exact memorisation and extraction strength ------------------------------------------------
+
+def teacher_forced_hits(task: Task, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether the teacher-forced argmax predicts each answer token, ``hits`` [B, L] (left-aligned,
+    False past the length), and each row's length ``[B]`` with a final EOS left out."""
+    labels = batch[1]
+    mask = labels[:, 1:] != IGNORE
+    log_p = task.log_probs(model, batch)                                 # [P, V] at the scored positions
+    flat_targets = labels[:, 1:][mask]
+    flat_hits = log_p.argmax(dim=-1).cpu() == flat_targets.cpu()         # argmax_v p(v | x, y_<t) = y_t
+    lengths = mask.sum(dim=1).cpu()
+    rows = mask.nonzero()[:, 0].cpu()
+    slots = (mask.long().cumsum(dim=1)[mask] - 1).cpu()
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    hits = torch.zeros(len(labels), width, dtype=torch.bool)
+    hits[rows, slots] = flat_hits
+    targets = torch.full((len(labels), width), IGNORE, dtype=torch.long)
+    targets[rows, slots] = flat_targets.cpu()
+    return hits, without_final_eos(task, targets, lengths)
+
+
+def exact_memorization(hits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per row: fraction of its first ``lengths`` positions that are hits (NaN for a row of length 0)."""
+    valid = torch.arange(hits.shape[1])[None, :] < lengths[:, None]
+    count = (hits & valid).sum(dim=1).double()
+    return torch.where(lengths > 0, count / lengths.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+def extraction_strength(hits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per row with n = ``lengths``: 1 − k/n, k the smallest index with every position k..n−1 a hit
+    (k = n when position n−1 is a miss). NaN for a row of length 0."""
+    positions = torch.arange(hits.shape[1])[None, :]
+    misses = ~hits & (positions < lengths[:, None])
+    last_miss = torch.where(misses, positions, torch.full_like(positions, -1)).max(dim=1).values   # −1: none
+    k = (last_miss + 1).double()                                                    # smallest good start
+    n = lengths.double()
+    return torch.where(lengths > 0, 1.0 - k / n.clamp(min=1), torch.full_like(n, float("nan")))
+
+
+def memorisation_batch(task: Task, model: nn.Module, batch) -> torch.Tensor:
+    """``[B, 2]``: exact memorisation and extraction strength of each row's answer."""
+    hits, lengths = teacher_forced_hits(task, model, batch)
+    return torch.stack([exact_memorization(hits, lengths), extraction_strength(hits, lengths)], dim=1)
+
+
+def memorisation_measures(model, task, data: Dataset, ctx, prefix: str) -> dict[str, float]:
+    """``{prefix}_em`` and ``{prefix}_es``: the means over the items of ``data`` (rows with no scored
+    answer token left out)."""
+    values = per_example(model, task, data, lambda m, b: memorisation_batch(task, m, b), ctx).double().numpy()
+    if values.size == 0 or np.isnan(values[:, 0]).all():
+        return {}
+    return {f"{prefix}_em": float(np.nanmean(values[:, 0])), f"{prefix}_es": float(np.nanmean(values[:, 1]))}
+
+
 # --- the audit --------------------------------------------------------------------------------
 
 UTILITY_SETS = (("retain", "retain", False), ("real_authors", "ra", True), ("world_facts", "wf", True))
@@ -310,9 +378,10 @@ def holdout_set(split: Split) -> Dataset:
 
 
 def _retrain_reference(task, split, ctx, forget: EvalSet, holdout: Dataset) -> dict | None:
-    """The retrained model's forget truth ratios and Min-K AUC, computed once per context."""
+    """The retrained (or retain-finetuned) model's forget truth ratios and Min-K AUC, computed once per
+    context; without a model, those of a retain model's evaluation log (``ctx.reference_logs``)."""
     if ctx.retrain is None:
-        return None
+        return ctx.reference_logs
     key = ("tofu", split.spec)
     cached = ctx.cache.get(key)
     if cached is not None and cached[0] is ctx.retrain:
@@ -336,6 +405,9 @@ def tofu_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) ->
     out["forget_rouge"] = float(f["rouge"].mean())
     if "truth_ratio" in f:
         out["forget_truth_ratio"] = truth_ratio_score(f["truth_ratio"], "closer_to_1")
+    out.update(memorisation_measures(model, task, forget.correct, ctx, "forget"))
+    if isinstance(evals.get("retain"), EvalSet):
+        out.update(memorisation_measures(model, task, evals["retain"].correct, ctx, "retain"))
 
     utility = []
     for name, prefix, options in UTILITY_SETS:

@@ -14,7 +14,9 @@ more naturally.
 Data: ``source.evals["hazard_<topic>"]`` for a split named after the topic, else ``source.evals["hazard"]`` (required) and ``source.evals["general"]`` (optional), each a
 :class:`~unlearnkit.data.text.ChoiceSet` (``options[k]`` = question + k-th choice, ``answer`` the
 right k). Emits ``hazard_acc`` (lower is better after unlearning; chance = 100/K) and ``general_acc``
-(utility, higher is better), in percent.
+(utility, higher is better), in percent; ``mmlu_acc`` too when the source has an ``mmlu`` ChoiceSet
+(:mod:`unlearnkit.data.mmlu`, WMDP's utility as the WMDP paper and OpenUnlearning report it: the
+harness's ``mmlu`` task, accuracy over all questions). The ``mmlu`` family emits ``mmlu_acc`` alone.
 """
 from __future__ import annotations
 
@@ -67,8 +69,19 @@ def _choice_set(split: Split, name: str, required: bool) -> ChoiceSet | None:
 @AUDITS.register("wmdp")
 def wmdp_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) -> dict[str, float]:
     out = {}
-    for name, required in (("hazard", True), ("general", False)):
+    for name, required in (("hazard", True), ("general", False), ("mmlu", False)):
         choices = _choice_set(split, name, required)
         if choices is not None:
             out[f"{name}_acc"] = choice_accuracy(choice_log_likelihoods(model, task, choices, ctx), choices.answer)
     return out
+
+
+@AUDITS.register("mmlu")
+def mmlu_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) -> dict[str, float]:
+    """``mmlu_acc`` alone (an ``mmlu:PATH`` source, or any source with an ``mmlu`` ChoiceSet)."""
+    choices = split.source.evals.get("mmlu")
+    if not isinstance(choices, ChoiceSet):
+        known = ", ".join(sorted(split.source.evals)) or "none"
+        raise ConfigError(f"the mmlu audit needs a ChoiceSet named 'mmlu' in the data source's evals "
+                          f"(--data mmlu:PATH, or --data-option mmlu=PATH on wmdp); it has: {known}")
+    return {"mmlu_acc": choice_accuracy(choice_log_likelihoods(model, task, choices, ctx), choices.answer)}

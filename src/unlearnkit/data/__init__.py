@@ -1,5 +1,7 @@
 """Data: sources (one loader per format), forget specs, and the validated Split."""
-from . import cifar, digits, hf_images, idx, imagefolder, tinyimagenet, tofu, tofu_mini, wmdp, wmdp_mini  # noqa: F401  (register the loaders)
+from . import (  # noqa: F401  (register the loaders)
+    cifar, digits, hf_images, idx, imagefolder, mmlu, muse, tinyimagenet, tofu, tofu_mini, wmdp, wmdp_mini,
+)
 from .dataset import TensorData, cycle_batches, iterate_batches, labels_of, num_batches, subset
 from .forget import ForgetSpec, make_split, parse_forget_spec
 from .sources import DATA_SOURCES, DataSource, load_data
