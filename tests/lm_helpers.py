@@ -125,3 +125,57 @@ def memorise(model, tokenizer, batch, steps: int = 40, lr: float = 1e-2):
         task.loss(model, batch).mean().backward()
         optimizer.step()
     return model.eval()
+
+
+# --- a checkpoint saved the way real ones are (tests/test_real_checkpoints.py) ------------------
+
+# Llama-3-Instruct's chat layout: the template writes BOS itself; each turn ends with <|eot_id|> (EOS)
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{{ message['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def chat_tokenizer():
+    """A new copy of :func:`tiny_tokenizer` dressed as a Llama-3-Instruct tokenizer: the Llama-3
+    specials, a post-processor that puts ``<|begin_of_text|>`` (BOS) in front of plain text, the
+    Llama-3 chat template (which writes BOS itself), EOS ``<|eot_id|>`` and **no pad token**."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(tiny_tokenizer().backend_tokenizer.to_str())
+    backend.add_special_tokens(LLAMA3_SPECIALS)
+    bos = backend.token_to_id(LLAMA3_SPECIALS[0])
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{LLAMA3_SPECIALS[0]} $A", pair=f"{LLAMA3_SPECIALS[0]} $A {LLAMA3_SPECIALS[0]} $B",
+        special_tokens=[(LLAMA3_SPECIALS[0], bos)])
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=LLAMA3_SPECIALS[0],
+                                      eos_token=LLAMA3_SPECIALS[3], unk_token="<unk>")
+    wrapped.chat_template = LLAMA3_TEMPLATE
+    assert wrapped.pad_token is None and wrapped.bos_token_id == bos
+    return wrapped
+
+
+def save_real_checkpoint(directory, tokenizer, *, hidden: int = 64, layers: int = 2, max_positions: int = 512,
+                         dtype=torch.bfloat16, max_shard_size: str = "200KB", seed: int = 0):
+    """A random tiny ``LlamaForCausalLM`` (tied embeddings) saved as real checkpoints are: sharded
+    safetensors (``model-0000k-of-0000n.safetensors`` + index) in ``dtype`` (``torch_dtype`` in its
+    config.json), with ``tokenizer`` beside it. Returns the model as saved (in ``dtype``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model = model.to(dtype).eval()
+    model.save_pretrained(str(directory), max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(str(directory))
+    return model

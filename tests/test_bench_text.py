@@ -12,26 +12,82 @@ from unlearnkit.cli import main  # noqa: E402
 from unlearnkit.models.hf import save_hf_model  # noqa: E402
 
 
-def test_bench_with_a_local_hf_model_on_tofu_mini(tmp_path, capsys):
+def _no_retraining(monkeypatch):
+    """Fail the test if anything retrains a model from scratch."""
+    from unlearnkit.methods.reference import Retrain
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pretrained model must never be retrained from scratch")
+
+    monkeypatch.setattr(Retrain, "run", refuse)
+
+
+def test_bench_with_a_local_hf_model_and_no_reference_trains_nothing_from_scratch(tmp_path, capsys, caplog,
+                                                                                     monkeypatch):
     tok = tiny_tokenizer()
     folder = save_hf_model(tiny_llama(tok, seed=0), tok, tmp_path / "my-model")
     out = tmp_path / "run"
+    _no_retraining(monkeypatch)
     code = main(["bench", "--data", "tofu-mini", "--hf-model", str(folder), "--forget", "forget05",
-                 "--methods", "ga,entangle", "--audits", "accuracy,tofu", "--set", "train.epochs=1", "--quick",
-                 "--out", str(out)])
-    assert code == 0
+                 "--methods", "ga,entangle", "--audits", "accuracy,tofu", "--quick", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "forget_quality" in printed and "model_utility" in printed
+    assert "forget_quality" not in printed and "model_utility" in printed
+    assert any("--retain-model DIR" in m and "--retain-logs FILE" in m for m in caplog.messages)
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [r["method"] for r in records] == ["retrain", "ga", "entangle"]
+    assert [r["method"] for r in records] == ["ga", "entangle"]  # no retrain row
     # entangle on text takes the retain QA nearest to the forget QA as its adjacent set
-    assert records[2]["status"] == "ok" and records[2]["config"]["adjacency"] == "auto"
-    assert records[1]["config"]["optimizer"] == "adamw"  # the text workload's method defaults
-    assert records[0]["model"] == "hf:my-model"
-    assert records[0]["metrics"]["forget_quality"] == 1.0  # retrain against itself
-    for record in records[:2]:
-        assert 0.0 <= record["metrics"]["model_utility"] <= 1.0
+    assert records[1]["status"] == "ok" and records[1]["config"]["adjacency"] == "auto"
+    # a pretrained model gets OpenUnlearning's recipe (resolve.PRETRAINED_TEXT)
+    assert (records[0]["config"]["optimizer"], records[0]["config"]["lr"]) == ("adamw", 1e-5)
+    assert records[0]["model"] == "hf:my-model" and records[0]["reference"] == {"kind": "none"}
+    for record in records:
+        assert "forget_quality" not in record["metrics"] and 0.0 <= record["metrics"]["model_utility"] <= 1.0
+    assert not (out / "references").exists()
     assert (folder / "config.json").exists()  # the user's model folder is left as it was
+
+
+def test_bench_compares_with_a_given_retain_model_or_its_logs(tmp_path, capsys, monkeypatch):
+    """--retain-model: evaluated once, never trained; --retain-logs with that model's evaluation gives
+    the same forget quality and privleak."""
+    from unlearnkit import load_data, make_split
+    from unlearnkit.audits.base import AuditContext
+    from unlearnkit.audits.reference_logs import retain_logs_json
+    from unlearnkit.audits.tofu import forget_eval_set, forget_truth_ratios, holdout_set, min_k_auc
+    from unlearnkit.checkpoints import sha256_state
+    from unlearnkit.models.hf import load_hf_model
+    from unlearnkit.tasks.causal_lm import CausalLMTask
+
+    tok = tiny_tokenizer()
+    target = save_hf_model(tiny_llama(tok, seed=0), tok, tmp_path / "target")
+    retain = save_hf_model(tiny_llama(tok, seed=1), tok, tmp_path / "retain")
+    _no_retraining(monkeypatch)
+    common = ["bench", "--data", "tofu-mini", "--hf-model", str(target), "--forget", "forget05", "--methods", "ga",
+              "--audits", "tofu", "--quick"]
+    assert main([*common, "--retain-model", str(retain), "--out", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in records] == ["retrain", "ga"]
+    reference = {"kind": "retain_model", "path": str(retain), "sha256": sha256_state(load_hf_model(retain))}
+    assert records[0]["reference"] == records[1]["reference"] == reference
+    assert records[0]["config"] == {"retain_model": str(retain)}
+    assert records[0]["metrics"]["forget_quality"] == 1.0  # the retain model against itself
+    assert "forget_quality" in records[1]["metrics"] and "privleak" in records[1]["metrics"]
+
+    # the retain model's evaluation as a log file (computed here independently of the bench)
+    source = load_data("tofu-mini", tokenizer=load_hf_model  # noqa: E731
+                       and __import__("unlearnkit.models.hf", fromlist=["x"]).load_hf_tokenizer(retain))
+    split = make_split(source, "forget05")
+    task, ctx = CausalLMTask(source.tokenizer), AuditContext()
+    model = load_hf_model(retain)
+    ratios = forget_truth_ratios(model, task, forget_eval_set(split), ctx)
+    auc = min_k_auc(model, task, split.forget, holdout_set(split), ctx)
+    logs = tmp_path / "TOFU_EVAL.json"
+    logs.write_text(retain_logs_json(ratios, auc))
+    assert main([*common, "--retain-logs", str(logs), "--out", str(tmp_path / "b")]) == 0, capsys.readouterr().err
+    (ga,) = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert ga["reference"]["kind"] == "retain_logs" and ga["reference"]["path"] == str(logs)
+    assert ga["metrics"]["forget_quality"] == records[1]["metrics"]["forget_quality"]
+    assert ga["metrics"]["privleak"] == records[1]["metrics"]["privleak"]
 
 
 def test_hf_model_is_refused_for_image_data(tmp_path, capsys):

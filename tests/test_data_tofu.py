@@ -256,13 +256,15 @@ def test_tokenizer_folder_is_used_and_trained_ones_are_cached(folder, tmp_path, 
     assert reloaded.pad_token_id != reloaded.eos_token_id
 
 
-def test_tokenizer_with_pad_equal_to_eos_is_refused(tmp_path, tok):
+def test_tokenizer_with_pad_equal_to_eos_is_accepted(tmp_path, tok):
+    """Every stock Llama/Mistral tokenizer pads with EOS (or has no pad): accepted, masking goes by the
+    attention mask and the labels, never by the pad id (tests/test_real_checkpoints.py)."""
     from transformers import PreTrainedTokenizerFast
 
-    bad = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="</s>", pad_token="</s>")
-    bad.save_pretrained(str(tmp_path / "bad"))
-    with pytest.raises(DataError, match="same id for pad and EOS"):
-        load_tokenizer(tmp_path / "bad")
+    same = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="</s>", pad_token="</s>")
+    same.save_pretrained(str(tmp_path / "same"))
+    loaded = load_tokenizer(tmp_path / "same")
+    assert loaded.pad_token_id == loaded.eos_token_id
 
 
 # --- tofu-mini ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from torch import nn
 
 from lm_helpers import memorise, qa_batch, tiny_llama
 from unlearnkit.data.text import IGNORE, PROMPT, encode_qa
-from unlearnkit.errors import CheckpointError, DataError
+from unlearnkit.errors import CheckpointError
 from unlearnkit.models.hf import (
     LANGUAGE_MODELS, build_lm, load_hf_model, load_hf_tokenizer, peft_available, save_hf_model,
     is_checkpointing, set_gradient_checkpointing,
@@ -240,14 +240,6 @@ def test_hidden_returns_layer_activations(model, lm_task, batch):
     assert h.shape == (*batch[0].shape, model.config.hidden_size)
     with pytest.raises(KeyError, match="no layer"):
         lm_task.hidden(model, batch, "model.layers.9")
-
-
-def test_pad_equal_to_eos_is_refused():
-    class Tok:
-        pad_token_id = eos_token_id = 2
-
-    with pytest.raises(DataError, match="pad"):
-        CausalLMTask(Tok())
 
 
 # --- generation ---

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cli_options import add_run_options, add_verbose, configure_logging, parse_data_options, parse_sets, precision_of
+from .cli_options import (add_run_options, add_verbose, configure_logging, lm_options_of, parse_data_options,
+                          parse_sets, precision_of)
 from .errors import ConfigError, UnlearnkitError
 
 
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--audits", type=_csv, help="audit families (default: the data's)")
     forget.add_argument("--retrain", action="store_true",
                         help="also train a retrain reference on the retain set and report the gaps to it")
-    forget.add_argument("--retrain-model", type=Path, metavar="CKPT", help="a retrained reference checkpoint to compare with")
+    forget.add_argument("--retrain-model", dest="retain_model", metavar="CKPT",
+                        help="a retrained reference checkpoint to compare with (same as --retain-model)")
     forget.add_argument("--seed", type=int, default=0, help="unlearning seed")
 
     from .bench import tune_cli
@@ -97,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--kind", choices=("image", "text"), default="image",
                          help="the data kind whose defaults to show (default: image)")
     methods.add_argument("--preset", help="also apply a preset's hyper-parameters")
+
+    convert = sub.add_parser("convert-gguf", help="convert a GGUF checkpoint into a save_pretrained folder "
+                                                  "(model + tokenizer) that --hf-model reads",
+                             description="De-quantise a GGUF file (needs the gguf and accelerate packages) and write "
+                                         "it with save_pretrained into a new folder; offline, never overwrites.")
+    add_verbose(convert)
+    convert.add_argument("gguf_file", type=Path, metavar="FILE", help="the .gguf file")
+    convert.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a new folder for the converted model")
+    convert.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                         help="dtype of the saved weights (default: auto, what the de-quantisation gives)")
     return parser
 
 
@@ -124,7 +136,8 @@ def cmd_bench(args) -> int:
         split_seed=args.split_seed, overrides=parse_sets(args.sets, _one_method(args.methods)),
         hf_model=args.hf_model, data_options=parse_data_options(args.data_options, args.data),
         precision=precision_of(args), workers=args.workers, executor=args.executor, slurm=_parse_slurm(args.slurm),
-        preset=args.preset, log_dir=args.log_dir,
+        preset=args.preset, log_dir=args.log_dir, retain_model=args.retain_model, retain_logs=args.retain_logs,
+        lm=lm_options_of(args),
     )
     if args.sweep:
         from .bench.sweep import load_sweep
@@ -174,9 +187,10 @@ def cmd_forget(args) -> int:
     request = ForgetRequest(
         data=args.data, forget=args.forget, method=args.method, out=args.out, checkpoint=checkpoint, arch=arch,
         hf_model=args.hf_model, overrides=overrides, data_options=parse_data_options(args.data_options, args.data),
-        audits=args.audits, retrain=args.retrain, retrain_model=args.retrain_model, seed=args.seed,
+        audits=args.audits, retrain=args.retrain, retrain_model=args.retain_model,
+        retain_logs=args.retain_logs, seed=args.seed,
         split_seed=args.split_seed, train_seed=args.train_seed, device=args.device, argv=list(args.argv or []),
-        precision=precision_of(args), log_dir=args.log_dir,
+        precision=precision_of(args), log_dir=args.log_dir, lm=lm_options_of(args),
     )
     record = run_forget(request)
     from . import distributed
@@ -206,6 +220,14 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_convert_gguf(args) -> int:
+    from .models.hf import convert_gguf
+
+    out = convert_gguf(args.gguf_file, args.out_dir, dtype=args.dtype)
+    print(f"model: {out} (use it with --hf-model {out})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -215,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import cli as report_cli
 
         commands = {"bench": cmd_bench, "forget": cmd_forget, "tune": tune_cli.run, "report": report_cli.run,
-                    "methods": cmd_methods}
+                    "methods": cmd_methods, "convert-gguf": cmd_convert_gguf}
         return commands[args.command](args)
     except UnlearnkitError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)

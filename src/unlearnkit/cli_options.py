@@ -78,6 +78,13 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
     parser.add_argument("--out", type=Path, default=out_default, required=out_default is None, help=out_help)
     parser.add_argument("--log-dir", type=Path, metavar="DIR",
                         help="keep each run's training curve (step, loss, objective terms, lr) as CSV in DIR")
+    parser.add_argument("--retain-model", metavar="DIR",
+                        help="a pretrained --hf-model's reference: its retain-finetuned checkpoint (e.g. TOFU's "
+                             "retain90 model), evaluated once and never trained; forget quality and privleak compare "
+                             "with it")
+    parser.add_argument("--retain-logs", metavar="FILE",
+                        help="or that model's evaluation log (OpenUnlearning's TOFU_EVAL.json, or one unlearnkit "
+                             "wrote): per-item forget truth ratios and the Min-K AUC")
     parser.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
@@ -86,6 +93,24 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in the backward pass (Hugging Face models: less memory)")
+    lm = parser.add_argument_group("language models (--hf-model and text data)")
+    lm.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                    help="--hf-model's dtype (default: auto, the checkpoint's own torch_dtype)")
+    lm.add_argument("--trust-remote-code", action="store_true",
+                    help="let transformers run the checkpoint's own Python code (off by default)")
+    lm.add_argument("--prompt-format", choices=("auto", "chat", "plain"), default="auto",
+                    help="how QA rows are prompted: the tokenizer's chat template (chat), 'Question: …\\nAnswer:' "
+                         "(plain), or chat when the tokenizer has a template (auto, default)")
+    lm.add_argument("--system-prompt", metavar="TEXT",
+                    help="a system turn before each question (chat format; default: none, the template's own)")
+    lm.add_argument("--max-length", type=int, metavar="N",
+                    help="tokens per text row; longer rows are cut and counted in a warning (default: 256 for "
+                         "data trained here, min(the model's max positions, 512) with --hf-model)")
+    lm.add_argument("--max-new-tokens", type=int, metavar="N",
+                    help="cap of greedy generation in the audits (default: 200, TOFU's)")
+    lm.add_argument("--reference-device", metavar="DEVICE",
+                    help="where methods keep the frozen reference copy of an --hf-model (e.g. cpu, cuda:1; "
+                         "default: the model's device)")
 
 
 def precision_of(args):
@@ -94,6 +119,16 @@ def precision_of(args):
 
     return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      checkpointing=args.gradient_checkpointing)
+
+
+def lm_options_of(args):
+    """The language-model options (``--dtype``, ``--trust-remote-code``, ``--prompt-format``,
+    ``--system-prompt``, ``--max-length``, ``--max-new-tokens``, ``--reference-device``)."""
+    from .models.lm_options import LMOptions
+
+    return LMOptions(dtype=args.dtype, trust_remote_code=args.trust_remote_code, prompt_format=args.prompt_format,
+                     system_prompt=args.system_prompt, max_length=args.max_length,
+                     max_new_tokens=args.max_new_tokens, reference_device=args.reference_device)
 
 
 def parse_sets(items: list[str], method: str | None = None, allowed: set[str] | None = None

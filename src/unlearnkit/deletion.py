@@ -154,7 +154,7 @@ def run_forget(req: ForgetRequest) -> dict[str, Any]:
     plan = plan.resolve(source)
     recipe = plan.recipe(work)
     split = make_split(source, req.forget, seed=req.split_seed)
-    task = work.make_task(split.source)
+    task = work.make_task(split.source, **plan.task_options(work))
     with distributed.main_first():  # several processes: the main one trains/caches, the others load
         model, origin, make = _original(req, given, split, task, plan, recipe, work, device)
     config = plan.method_config(req.method, req.seed, recipe, work)

@@ -529,23 +529,45 @@ def reduce_grads_(params: Sequence[torch.Tensor], *, share: float | None = None)
 
 # --------------------------------------------------------------------------- FSDP
 
-def shard_model(model: nn.Module, blocks: Sequence[nn.Module] | None = None) -> nn.Module:
+_FROZEN = "_unlearnkit_frozen_reference"  # model attribute: its sharded frozen reference (not a submodule)
+
+
+def shard_model(model: nn.Module, blocks: Sequence[nn.Module] | None = None, *, reference: bool = False) -> nn.Module:
     """Plain torch FSDP2 over all processes: ``fully_shard`` each of ``blocks`` (default: every
     element of every ``nn.ModuleList``, i.e. transformer blocks), then the root; parameters become
     DTensors sharded on dim 0. The model must already be on this process's device. Returns ``model``
-    (unchanged in one process)."""
+    (unchanged in one process).
+
+    ``reference``: also keep a frozen copy of the model as it is now, sharded the same way, for the
+    methods that compare with a frozen reference (NPO, GradDiff-KL, RMU, SCRUB…): FSDP2 modules
+    cannot be deep-copied later, so ``methods.reference_model.frozen_copy`` returns this one. (The
+    copy is made before sharding: the full model is held twice for a moment on each process.)"""
     if not active():
         return model
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh("cuda" if backend() == "nccl" else "cpu", (world_size(),))
-    if blocks is None:
-        blocks = [block for module in model.modules() if isinstance(module, nn.ModuleList) for block in module]
-    for block in blocks:
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+    frozen = None
+    if reference:
+        import copy
+
+        frozen = copy.deepcopy(model).eval()
+        frozen.requires_grad_(False)
+    for target in [m for m in (model, frozen) if m is not None]:
+        chosen = blocks if target is model and blocks is not None else [
+            block for module in target.modules() if isinstance(module, nn.ModuleList) for block in module]
+        for block in chosen:
+            fully_shard(block, mesh=mesh)
+        fully_shard(target, mesh=mesh)
+    if frozen is not None:
+        object.__setattr__(model, _FROZEN, frozen)
     return model
+
+
+def sharded_reference(model: nn.Module) -> nn.Module | None:
+    """The frozen reference :func:`shard_model` kept for ``model`` (None if it kept none)."""
+    return model.__dict__.get(_FROZEN)
 
 
 def is_sharded(model: nn.Module) -> bool:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import re
 from importlib import metadata
 import time
 from dataclasses import dataclass, field, replace
@@ -27,24 +28,29 @@ import torch
 from torch import nn
 
 from .. import __version__, distributed
+from ..atomic import write_text_atomic
 from ..audits.api import audit
 from ..audits.base import AUDITS, AuditContext
 from ..audits.gap import gaps_to_retrain
-from ..checkpoints import load_weights, save_weights
+from ..checkpoints import load_weights, save_weights, sha256_file, sha256_state
 from ..data.forget import make_split
 from ..data.sources import DataSource, load_data
 from ..errors import ConfigError, DivergenceError
 from ..methods.api import build_config
-from ..methods.base import METHODS, MethodConfig, RunContext, make_config, run_method
+from ..methods.base import METHODS, MethodConfig, RunContext, run_method
+from ..methods.callbacks import CSVLogger, History
 from ..methods.precision import Precision
 from ..methods.training import fit
+from ..devices import resolve_device
+from ..models.lm_options import LMOptions
 from ..models.registry import reinitialise
+from ..resolve import resolve_config, resolve_recipe
 from ..seeding import seed_everything
 from .memory import PeakMemory
 from .originals import original_model
 from .store import ResultStore
 from .workload import Workload, workload_for
-from .table import format_table, present_columns, summarise
+from .table import format_summary, present_columns, summarise
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +84,29 @@ class BenchPlan:
     audits: list[str] | None = None
     quick: bool = False
     out: Path = Path("results")
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda[:N] | mps (devices.resolve_device)
     train_seed: int = 0
     split_seed: int = 0
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> {hparam: value}
     hf_model: str | None = None  # a local Hugging Face model folder: the original (not trained here)
     data_options: dict[str, str] = field(default_factory=dict)  # loader options, e.g. {"groups": "map.json"}
     precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the unlearning runs
+    lm: LMOptions = field(default_factory=LMOptions)  # a language model's dtype, prompt format, lengths, reference device
     workers: int | None = None  # worker processes for the (scenario, seed) groups; None: the data kind's default
     # where the groups run when workers > 1: "local" (a process pool here), "slurm" (submitit jobs on
     # a SLURM cluster; pip install submitit) or "submitit-local" (submitit's local executor: tests)
     executor: str = "local"
     slurm: dict[str, str] = field(default_factory=dict)  # submitit parameters, e.g. {"slurm_partition": "gpu"}
     variants: list[Variant] | None = None  # a sweep's rows; None: one row per name in ``methods``
+    # a paper's protocol (bench/presets.py): fills model, scenarios, seeds, audits where None, and its
+    # hyper-parameters are a layer of the resolver (under --set)
+    preset: str | None = None
+    # the reference of a user's pretrained model (``hf_model``), as the field uses it: a retain-finetuned
+    # checkpoint (evaluated once, never trained) or its evaluation log (audits/reference_logs.py).
+    # Without either, a pretrained model gets no retrain-from-scratch row (see ``reference_kind``)
+    retain_model: str | None = None
+    retain_logs: str | None = None
+    log_dir: Path | None = None  # each cell's training curve as CSV (LOG_DIR/<cell>.csv)
 
     @property
     def data_key(self) -> str:
@@ -99,23 +115,50 @@ class BenchPlan:
         return f"{self.data}[{options}]" if options else self.data
 
     def resolve(self, source: DataSource) -> "BenchPlan":
-        """A copy with every ``None`` filled from the data's and its kind's defaults."""
+        """A copy with every ``None`` filled from the preset's, the data's and its kind's defaults."""
         work = workload_for(source)
+        preset = self.preset_object()
+        if preset is not None:
+            preset.check_data(self.data)
         return replace(
             self,
-            model=self.model or (f"hf:{Path(self.hf_model).name}" if self.hf_model else work.model),
-            scenarios=list(self.scenarios or source.default_scenarios or work.scenarios),
-            seeds=1 if self.quick else (self.seeds or work.seeds),
-            audits=list(self.audits or source.default_audits or work.audits),
+            model=self.model or (f"hf:{Path(self.hf_model).name}" if self.hf_model else None)
+            or (preset.model if preset else work.model),
+            scenarios=list(self.scenarios or (preset.scenarios if preset else ()) or source.default_scenarios
+                           or work.scenarios),
+            seeds=1 if self.quick else (self.seeds or (preset.seeds if preset else None) or work.seeds),
+            audits=list(self.audits or (preset.audits if preset else ()) or source.default_audits or work.audits),
             methods=self.methods or (list(work.methods) if work.methods else None),
         )
+
+    def preset_object(self):
+        if not self.preset:
+            return None
+        from .presets import PRESETS
+
+        return PRESETS.get(self.preset)
+
+    def reference_kind(self) -> str:
+        """What every cell is compared with: "retrain" (trained here from scratch: models unlearnkit
+        trained itself), "retain_model", "retain_logs", or "none" (a pretrained model without either)."""
+        if self.retain_model and self.retain_logs:
+            raise ConfigError("give either --retain-model DIR or --retain-logs FILE, not both")
+        if (self.retain_model or self.retain_logs) and not self.hf_model:
+            raise ConfigError("--retain-model / --retain-logs are the reference of a pretrained --hf-model; a model "
+                              "unlearnkit trains itself gets a retrain-from-scratch reference")
+        if self.retain_model:
+            return "retain_model"
+        if self.retain_logs:
+            return "retain_logs"
+        return "none" if self.hf_model else "retrain"
 
     def method_names(self) -> list[str]:
         names = list(self.methods) if self.methods else METHODS.names()
         for name in names:
             METHODS.get(name)
-        # retrain first: it is the reference for avg_gap
-        return [REFERENCE] + [name for name in names if name != REFERENCE]
+        # retrain first: it is the reference for avg_gap (a row only where there is a model to compare with)
+        reference = [REFERENCE] if self.reference_kind() in ("retrain", "retain_model") else []
+        return reference + [name for name in names if name != REFERENCE]
 
     def runs(self) -> list[Variant]:
         """The rows run per scenario and seed: retrain first (the reference), then each method, or
@@ -124,34 +167,30 @@ class BenchPlan:
             return [Variant(name) for name in self.method_names()]
         for variant in self.variants:
             METHODS.get(variant.method)
-        return [Variant(REFERENCE)] + [v for v in self.variants if v.method != REFERENCE]
+        reference = [Variant(REFERENCE)] if self.reference_kind() in ("retrain", "retain_model") else []
+        return reference + [v for v in self.variants if v.method != REFERENCE]
 
     def recipe(self, work: Workload) -> MethodConfig:
-        """The original model's training recipe (``--set train.KEY=VALUE`` overrides it)."""
-        overrides = dict(self.overrides.get("train", {}))
-        if self.quick:
-            overrides.setdefault("epochs", str(work.quick_epochs))
-        return make_config(work.recipe, {**overrides, "seed": self.train_seed}, "train")
+        """The original model's training recipe (``--set train.KEY=VALUE`` overrides it): the resolver's."""
+        return resolve_recipe(kind=work.kind, scale=self.scale(work), preset=self.preset,
+                              overrides=self.overrides.get("train"), quick=self.quick, seed=self.train_seed)
+
+    def task_options(self, work: Workload) -> dict:
+        """The task's options from ``--max-new-tokens`` / ``--prompt-format`` / ``--system-prompt`` (text)."""
+        return self.lm.task_options() if work.kind == "text" else {}
+
+    def scale(self, work: Workload | None) -> str | None:
+        """The resolver's scale: "pretrained" for a user's language model (``hf_model``), else the default."""
+        return "pretrained" if self.hf_model and work is not None and work.kind == "text" else None
 
     def method_config(self, method: str, seed: int, recipe: MethodConfig, work: Workload | None = None,
                       extra: dict | None = None):
-        """The cell's config: the workload's and the method's kind defaults, under the plan's
-        ``--set`` values and ``extra`` (a variant's overrides); the cell seed; ``--quick`` epochs."""
+        """The cell's config, from the resolver: the method's and its kind's defaults, the preset, the
+        plan's ``--set`` values and ``extra`` (a variant's overrides), ``--quick``, the cell seed."""
         overrides = {**self.overrides.get(method, {}), **(extra or {})}
-        if work is not None and method not in (REFERENCE, "original"):
-            config_cls = METHODS.get(method).Config
-            known = {f.name for f in dataclasses.fields(config_cls)}
-            overrides = {**{k: v for k, v in work.method_defaults if k in known},
-                         **config_cls.kind_defaults.get(work.kind, {}), **overrides}
-        if method == REFERENCE:
-            # retrain repeats the original's recipe on the retain set
-            merged = {**recipe.to_dict(), **overrides, "seed": seed}
-            return build_config(method, **merged)
-        config = build_config(method, **overrides)
-        changes = {"seed": seed}
-        if self.quick and "epochs" not in overrides:
-            changes.update(config.quick_overrides())
-        return build_config(method, config, **changes)
+        return resolve_config(method, kind=work.kind if work is not None else "image", scale=self.scale(work),
+                              preset=self.preset, overrides=overrides, quick=self.quick, seed=seed,
+                              recipe=recipe.to_dict())
 
 
 def versions() -> dict[str, str]:
@@ -175,13 +214,10 @@ def reference_path(out: Path, cell: str) -> Path:
 
 def load_source(plan: BenchPlan, device: torch.device) -> tuple[DataSource, nn.Module | None]:
     """The plan's data, and the user's Hugging Face model when one is given (it is then the original
-    and its tokenizer encodes the data)."""
-    if plan.hf_model:
-        from ..models.hf import load_hf_model, load_hf_tokenizer
+    and its tokenizer encodes the data); ``plan.lm`` says how (models/lm_options.py)."""
+    from ..models.lm_options import load_lm_source
 
-        given = load_hf_model(plan.hf_model, device=device)
-        return load_data(plan.data, tokenizer=load_hf_tokenizer(plan.hf_model), **plan.data_options), given
-    return load_data(plan.data, **plan.data_options), None
+    return load_lm_source(plan.data, plan.hf_model, plan.lm, plan.data_options, device=device)
 
 
 def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfig, device: torch.device,
@@ -193,7 +229,7 @@ def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfi
     for split in splits:
         src = split.source
         if src.name not in originals:
-            task = work.make_task(src)
+            task = work.make_task(src, **plan.task_options(work))
             if given is not None:
                 model = given
                 make = lambda seed: reinitialise(copy.deepcopy(given), seed)  # noqa: E731  same architecture
@@ -217,12 +253,35 @@ class _Setup:
     originals: dict
     device: torch.device
     out: Path
+    # the given reference (``--retain-model`` / ``--retain-logs``): (model or None, logs or None, record info)
+    reference: tuple = (None, None, None)
+
+
+def load_reference(plan: BenchPlan, device: torch.device) -> tuple:
+    """(retain model, retain logs, what the records say about the reference) for ``plan``."""
+    kind = plan.reference_kind()
+    if kind == "retain_model":
+        from ..models.hf import load_hf_model
+
+        model = load_hf_model(plan.retain_model, device=device, dtype=plan.lm.dtype,
+                              trust_remote_code=plan.lm.trust_remote_code)
+        return model, None, {"kind": kind, "path": str(plan.retain_model), "sha256": sha256_state(model)}
+    if kind == "retain_logs":
+        from ..audits.reference_logs import read_retain_logs
+
+        return None, read_retain_logs(plan.retain_logs), {"kind": kind, "path": str(plan.retain_logs),
+                                                           "sha256": sha256_file(plan.retain_logs)}
+    if kind == "none":
+        log.warning("no reference for this pretrained model: forget quality and privleak need one; pass "
+                    "--retain-model DIR (the retain-finetuned checkpoint) or --retain-logs FILE (its TOFU_EVAL.json)")
+        return None, None, {"kind": "none"}
+    return None, None, {"kind": "retrain", "trained": "here, from scratch on the retain set (the retrain row)"}
 
 
 def _setup(plan: BenchPlan) -> _Setup:
     for name in plan.audits or ():
         AUDITS.get(name)
-    device = torch.device(plan.device)
+    device = resolve_device(plan.device)
     source, given = load_source(plan, device)
     plan = plan.resolve(source)
     runs = plan.runs()  # after resolve: the data's kind may name the default methods
@@ -232,23 +291,31 @@ def _setup(plan: BenchPlan) -> _Setup:
     recipe = plan.recipe(work)
     splits = {scenario: make_split(source, scenario, seed=plan.split_seed) for scenario in plan.scenarios}
     originals = build_originals(plan, splits.values(), work, recipe, device, given)
-    return _Setup(plan, runs, work, recipe, splits, originals, device, Path(plan.out))
+    reference = load_reference(plan, device)
+    return _Setup(plan, runs, work, recipe, splits, originals, device, Path(plan.out), reference)
 
 
-def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: list | None = None) -> list[dict]:
+def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: list | None = None,
+               progress: "_CellProgress | None" = None) -> list[dict]:
     """The cells of one scenario and seed, retrain first (every other cell's reference): the stored
     record where ``lookup(cell)`` has one, else run it and hand it to ``on_new``. ``budget`` (a
-    one-element list) counts down the cells still allowed to run (tests)."""
+    one-element list) counts down the cells still allowed to run (tests). ``progress`` counts the
+    cells (its ``[k/N]`` and ETA start each cell's log line)."""
     plan, split, out = setup.plan, setup.splits[scenario], setup.out
     task, original, trainer = setup.originals[split.source.name]
     # one audit context per scenario and seed: shadow models are shared by all its cells
+    given_model, given_logs, reference_info = setup.reference
     audit_ctx = AuditContext(device=setup.device, seed=seed, original=original, trainer=trainer,
-                             options=dict(setup.work.audit_options))
+                             options=dict(setup.work.audit_options), reference_logs=given_logs)
     reference_metrics, records = None, []
     for run in setup.runs:
         method = run.method
-        config = plan.method_config(method, seed, setup.recipe, setup.work, run.overrides)
-        cell = cell_id(plan, scenario, method, seed, config.to_dict(), setup.recipe.to_dict())
+        if method == REFERENCE and given_model is not None:  # evaluated, never trained
+            config, values = None, {"retain_model": reference_info["path"], "sha256": reference_info["sha256"]}
+        else:
+            config = plan.method_config(method, seed, setup.recipe, setup.work, run.overrides)
+            values = config.to_dict()
+        cell = cell_id(plan, scenario, method, seed, values, setup.recipe.to_dict())
         reference_file = reference_path(out, cell)
         record = distributed.broadcast_object(lookup(cell))  # several processes: the main one's store decides
         if record is None:
@@ -256,19 +323,26 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
                 if budget[0] <= 0:
                     return records
                 budget[0] -= 1
-            record, model = run_cell(plan, cell, scenario, split, method, seed, config, setup.recipe,
-                                     original, task, audit_ctx, reference_metrics)
+            if method == REFERENCE and given_model is not None:
+                record, model = evaluate_reference(plan, cell, scenario, split, seed, given_model, setup.recipe,
+                                                   task, audit_ctx)
+            else:
+                record, model = run_cell(plan, cell, scenario, split, method, seed, config, setup.recipe,
+                                         original, task, audit_ctx, reference_metrics)
+            record["reference"] = reference_info
             if run.label != method:
                 record["label"] = run.label
-            if method == REFERENCE and model is not None and distributed.is_main():
+            if method == REFERENCE and given_model is None and model is not None and distributed.is_main():
                 save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
             on_new(record)
-            log.info("%s %s seed %d: %s", scenario, run.label, seed, _brief(record))
+            prefix, suffix = _counted(progress, True)
+            log.info("%s%s %s seed %d: %s%s", prefix, scenario, run.label, seed, _brief(record), suffix)
         else:
-            model = None
-            if method == REFERENCE and reference_file.exists():
+            model = given_model if method == REFERENCE else None
+            if method == REFERENCE and model is None and reference_file.exists():
                 model = load_weights(copy.deepcopy(original), reference_file)
-            log.info("%s %s seed %d: done earlier, skipped", scenario, run.label, seed)
+            prefix, suffix = _counted(progress, False)
+            log.info("%s%s %s seed %d: done earlier, skipped%s", prefix, scenario, run.label, seed, suffix)
         if method == REFERENCE:
             reference_metrics = record["metrics"]
             audit_ctx.retrain = model
@@ -276,10 +350,80 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
     return records
 
 
+def evaluate_reference(plan, cell, scenario, split, seed, model, recipe, task, audit_ctx) -> tuple[dict, nn.Module]:
+    """The reference row of a pretrained model: the given retain-finetuned model, audited (not trained)."""
+    audit_ctx.retrain = model
+    audit_ctx.curves = {}
+    metrics = distributed.on_main(audit, model, task, split, plan.audits, ctx=audit_ctx)
+    metrics.update(gaps_to_retrain(metrics, metrics))
+    record = {
+        "cell": cell, "data": plan.data, "data_options": dict(plan.data_options), "model": plan.model,
+        "scenario": scenario, "method": REFERENCE, "seed": seed,
+        "seeds": {"train": plan.train_seed, "split": plan.split_seed, "unlearn": seed},
+        "config": {"retain_model": str(plan.retain_model)}, "train_config": recipe.to_dict(),
+        "audits": list(plan.audits), "versions": versions(), "device": str(audit_ctx.device), "quick": plan.quick,
+        "forget_size": len(split.forget_idx), "retain_size": len(split.retain_idx), "status": "ok",
+        "metrics": metrics,
+    }
+    if audit_ctx.curves:
+        record["curves"] = audit_ctx.curves
+    return record, model
+
+
+def plan_cells(plan: BenchPlan) -> list[dict]:
+    """What ``run_bench(plan)`` would run, without training anything (``bench --dry-run``): one dict
+    per cell with the method, its row label, scenario, seed, the resolved config, which layer each
+    non-default value comes from (``resolve.explain_config``), the original's recipe and the cell id.
+    Loads the data (and a ``--hf-model``'s tokenizer, not its weights) to resolve the plan."""
+    from ..resolve import explain_config
+
+    for name in plan.audits or ():
+        AUDITS.get(name)
+    tokenizer = None
+    if plan.hf_model:
+        from ..models.hf import load_hf_tokenizer
+
+        tokenizer = load_hf_tokenizer(plan.hf_model, trust_remote_code=plan.lm.trust_remote_code)
+    options = plan.lm.loader_options(plan.data, plan.data_options)
+    source = load_data(plan.data, **({"tokenizer": tokenizer} if tokenizer is not None else {}), **options)
+    plan = plan.resolve(source)
+    for name in plan.audits:
+        AUDITS.get(name)
+    work = workload_for(source)
+    recipe = plan.recipe(work)
+    runs = plan.runs()
+    cells = []
+    for scenario in plan.scenarios:
+        make_split(source, scenario, seed=plan.split_seed)  # a bad spec fails here, as it would in a run
+        for seed in range(plan.seeds):
+            for run in runs:
+                config = plan.method_config(run.method, seed, recipe, work, run.overrides)
+                origin = explain_config(run.method, kind=work.kind, scale=plan.scale(work), preset=plan.preset,
+                                        quick=plan.quick, seed=seed,
+                                        overrides={**plan.overrides.get(run.method, {}), **run.overrides},
+                                        recipe=recipe.to_dict())
+                cells.append({
+                    "method": run.method, "label": run.label, "scenario": scenario, "seed": seed,
+                    "kind": work.kind, "model": plan.model, "data": plan.data_key, "preset": plan.preset,
+                    "config": config.to_dict(), "from": {k: v for k, v in origin.items() if v != "defaults"},
+                    "train_config": recipe.to_dict(),
+                    "cell": cell_id(plan, scenario, run.method, seed, config.to_dict(), recipe.to_dict()),
+                })
+    return cells
+
+
 def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     """Run (or resume) the plan; return the records of this plan's cells. ``max_cells`` stops early
     (tests). With ``plan.workers > 1`` the (scenario, seed) groups run in that many worker processes
-    (one torch thread each); only this process writes the results store, each cell exactly once."""
+    (one torch thread each); only this process writes the results store, each cell exactly once.
+    The summary over seeds is written as ``results.csv`` beside ``results.jsonl``."""
+    records = _run_bench(plan, max_cells=max_cells)
+    if distributed.is_main() and records:
+        write_text_atomic(Path(plan.out) / "results.csv", print_table(records, fmt="csv"))
+    return records
+
+
+def _run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     store = ResultStore(Path(plan.out) / "results.jsonl")
     if (plan.workers or 1) > 1 and distributed.active():
         raise ConfigError("--workers runs cells in separate processes; under a multi-process launch use one")
@@ -293,16 +437,65 @@ def run_bench(plan: BenchPlan, *, max_cells: int | None = None) -> list[dict]:
     plan = replace(plan, workers=workers)
     log.info("%d scenario(s) × %d seed(s) × %d method(s), %d worker(s)", len(setup.splits), setup.plan.seeds,
              len(setup.runs), workers)
-    if plan.workers > 1 and max_cells is None:
-        return _run_parallel(plan, setup, groups, store)
-    budget = None if max_cells is None else [max_cells]
-    records = []
-    keep = store.add if distributed.is_main() else (lambda record: None)  # one writer
-    for scenario, seed in groups:
-        records += _run_group(setup, scenario, seed, store.get, keep, budget)
-        if budget is not None and budget[0] <= 0:
-            break
-    return records
+    with _CellProgress(len(groups) * len(setup.runs)) as progress:
+        if plan.workers > 1 and max_cells is None:
+            return _run_parallel(plan, setup, groups, store, progress)
+        budget = None if max_cells is None else [max_cells]
+        records = []
+        keep = store.add if distributed.is_main() else (lambda record: None)  # one writer
+        for scenario, seed in groups:
+            records += _run_group(setup, scenario, seed, store.get, keep, budget, progress)
+            if budget is not None and budget[0] <= 0:
+                break
+        return records
+
+
+class _CellProgress:
+    """The bench's count of cells: a bar over them (when stderr is a terminal and not CI, as the
+    training bar) and, per finished cell, ``[k/N]`` with the elapsed time and the ETA (the mean time
+    of the cells run here so far × the cells left; cells done earlier count as done, in no time)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.ran = total, 0, 0
+        self.start = time.perf_counter()
+        show = RunContext().progress and distributed.is_main()
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="bench", unit="cell", disable=not show, dynamic_ncols=True)
+        self._redirect = None
+
+    def __enter__(self) -> "_CellProgress":
+        if not self.bar.disable:  # log lines above the bar instead of through it
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(*exc)
+        self.bar.close()
+
+    def advance(self, cells: int = 1, ran: int = 0) -> tuple[str, str]:
+        """Count ``cells`` finished (``ran`` of them run now): the ``[k/N] `` prefix and the
+        `` (elapsed …, ETA …)`` suffix of the log line."""
+        self.done, self.ran = self.done + cells, self.ran + ran
+        self.bar.update(cells)
+        elapsed = time.perf_counter() - self.start
+        left = max(self.total - self.done, 0)
+        eta = _clock(elapsed / self.ran * left) if self.ran else "?"
+        return f"[{self.done}/{self.total}] ", f" (elapsed {_clock(elapsed)}, ETA {eta})"
+
+
+def _counted(progress: _CellProgress | None, ran: bool) -> tuple[str, str]:
+    return ("", "") if progress is None else progress.advance(1, int(ran))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _worker_init() -> None:
@@ -324,7 +517,8 @@ def _worker_group(plan: BenchPlan, scenario: str, seed: int, done: dict[str, dic
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
-def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) -> list[dict]:
+def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore,
+                  progress: _CellProgress | None = None) -> list[dict]:
     """Each (scenario, seed) group is one job on ``plan.executor``; records come back here, where the
     store is written (each cell once). A killed run resumes from the store like a sequential one."""
     done = {r["cell"]: r for r in store.records}
@@ -337,6 +531,9 @@ def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) ->
             if not store.has(record["cell"]):
                 store.add(record)  # the main process is the only writer
         by_group[group] = records
+        if progress is not None:
+            prefix, suffix = progress.advance(len(records), len(new))
+            log.info("%s%s seed %d: %d cell(s) finished%s", prefix, group[0], group[1], len(records), suffix)
 
     if plan.executor == "local":
         import concurrent.futures
@@ -350,18 +547,18 @@ def _run_parallel(plan: BenchPlan, setup: _Setup, groups, store: ResultStore) ->
                 collect(futures[future], future.result())
     else:
         jobs = _submitit_jobs(plan, worker_plan, groups, done)
-        import submitit
+        from ..extras import require
 
+        submitit = require("submitit", "slurm", "--executor slurm / submitit-local needs")
         for job in submitit.helpers.as_completed(list(jobs)):
             collect(jobs[job], job.result())
     return [record for group in groups for record in by_group[group]]
 
 
 def _submitit_jobs(plan: BenchPlan, worker_plan: BenchPlan, groups, done) -> dict:
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError("--executor slurm needs submitit: pip install 'unlearnkit[slurm]'") from None
+    from ..extras import require
+
+    submitit = require("submitit", "slurm", "--executor slurm / submitit-local needs")
     cluster = "local" if plan.executor == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=Path(plan.out) / "submitit", cluster=cluster)
     executor.update_parameters(cpus_per_task=1, **plan.slurm)
@@ -386,9 +583,12 @@ def shadow_trainer(make_model, task, recipe: MethodConfig, device: torch.device)
 def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original, task, audit_ctx, reference_metrics):
     """Run ``method`` with ``config`` on a copy of ``original`` and audit it: (record, model), the
     model ``None`` when the run diverged or does not apply. With ``reference_metrics`` (retrain's on
-    the same split) the record has the gaps to retrain."""
+    the same split) the record has the gaps to retrain. The run's loss curve (loss and the method's
+    objective terms, ≤ 100 points) is kept as ``curves["loss"]``; with ``plan.log_dir`` every step
+    also goes to a CSV file there (``log_file`` in the record)."""
     device = audit_ctx.device
-    ctx = RunContext(device=device, generator=seed_everything(seed), precision=plan.precision)
+    history = History()  # every step; downsampled into the record
+    ctx = RunContext(device=device, generator=seed_everything(seed), precision=plan.precision, callbacks=[history])
     record = {
         "cell": cell, "data": plan.data, "data_options": dict(plan.data_options), "model": plan.model, "scenario": scenario, "method": method,
         "seed": seed, "seeds": {"train": plan.train_seed, "split": plan.split_seed, "unlearn": seed},
@@ -397,6 +597,10 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
         "forget_size": len(split.forget_idx), "retain_size": len(split.retain_idx),
         "precision": dataclasses.asdict(plan.precision),
     }
+    log_file = None
+    if plan.log_dir is not None and distributed.is_main():
+        log_file = cell_log_file(plan.log_dir, scenario, method, seed, cell)
+        ctx.callbacks.append(CSVLogger(log_file))  # created when a training loop starts (none: no file)
     working = copy.deepcopy(original)
     start = time.perf_counter()
     try:
@@ -406,6 +610,10 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
                 torch.cuda.synchronize(device)
     except DivergenceError as exc:
         record.update(status="diverged", error=str(exc), metrics={"seconds": time.perf_counter() - start})
+        if len(history):  # the steps up to the divergence: what the report shows of a diverged run
+            record["curves"] = {"loss": history.curve()}
+        if log_file is not None and log_file.exists():
+            record["log_file"] = str(log_file)
         return record, None
     except ConfigError as exc:  # e.g. a method that needs class labels, on text: recorded, the bench goes on
         log.warning("%s on %s: not applicable (%s)", method, scenario, exc)
@@ -426,7 +634,24 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
     record.update(status="ok", metrics=metrics, trace={k: v for k, v in ctx.trace.items()})
     if audit_ctx.curves:  # relearning curve, MIA ROC points (≤ 100 points each): what the report plots
         record["curves"] = audit_ctx.curves
+    if len(history):  # the training loss (and objective terms), ≤ 100 window means
+        record.setdefault("curves", {})["loss"] = history.curve()
+    if log_file is not None and log_file.exists():
+        record["log_file"] = str(log_file)
     return record, unlearned
+
+
+def cell_log_file(log_dir: Path, scenario: str, method: str, seed: int, cell: str) -> Path:
+    """Where a cell's training CSV goes: ``LOG_DIR/<method>_<scenario>_seed<seed>_<hash>.csv`` (the
+    hash of the cell id tells configurations, e.g. a sweep's variants, apart). A file already there
+    is an earlier attempt at the same cell that did not finish (a finished one is never rerun): it is
+    kept, and this run writes ``…-2.csv`` (``-3``, … next)."""
+    digest = hashlib.sha256(cell.encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{method}_{scenario}_seed{seed}_{digest}").strip("._") or digest
+    path, attempt = Path(log_dir) / f"{stem}.csv", 2
+    while path.exists():
+        path, attempt = Path(log_dir) / f"{stem}-{attempt}.csv", attempt + 1
+    return path
 
 
 def _brief(record: dict) -> str:
@@ -436,10 +661,10 @@ def _brief(record: dict) -> str:
     return " ".join(f"{k}={m[k]:.2f}" for k in ("ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds") if k in m)
 
 
-def print_table(records: list[dict], columns=None, headers: dict[str, str] | None = None) -> str:
-    """The results as a text table: ``columns`` (default: every known metric present), named by
-    ``headers`` where given (a preset's layout)."""
+def print_table(records: list[dict], columns=None, headers: dict[str, str] | None = None, fmt: str = "table") -> str:
+    """The results summarised over seeds: ``columns`` (default: every known metric present), named by
+    ``headers`` where given (a preset's layout), as a text ``table``, ``markdown``, ``csv`` or ``json``."""
     # a sweep's rows are told apart by their label (e.g. ga[lr=0.001])
     records = [{**r, "method": r["label"]} if r.get("label") else r for r in records]
     columns = present_columns(records) if columns is None else present_columns(records, columns)
-    return format_table(summarise(records, columns), columns, headers)
+    return format_summary(summarise(records, columns), columns, headers, fmt)

@@ -42,11 +42,14 @@ from ..audits.base import AuditContext
 from ..checkpoints import load_weights, save_weights
 from ..data.forget import make_split
 from ..data.split import Split
+from ..devices import resolve_device
 from ..errors import ConfigError, UnlearnkitError
 from ..methods.base import METHODS, Dimension, search_dimensions
+from ..methods.precision import Precision
+from ..models.lm_options import LMOptions
 from .holdout import holdout_halves
-from .runner import (REFERENCE, BenchPlan, build_originals, cell_id, load_source, reference_path, run_cell,
-                     versions)
+from .runner import (REFERENCE, BenchPlan, build_originals, cell_id, load_reference, load_source, reference_path,
+                     run_cell, versions)
 from .workload import workload_for
 
 log = logging.getLogger(__name__)
@@ -77,17 +80,24 @@ class TuneRequest:
     audits: list[str] | None = None
     quick: bool = False
     utility_floor: float = 0.9  # text: model utility ≥ this × the original's
-    device: str = "cpu"
+    device: str = "auto"
     train_seed: int = 0
     split_seed: int = 0
     data_options: dict[str, str] = field(default_factory=dict)
     hf_model: str | None = None
+    precision: Precision = field(default_factory=Precision)  # amp / channels-last / compile of the trials
+    log_dir: Path | None = None  # each trial's training curve as CSV
+    retain_model: str | None = None  # a pretrained model's reference: the retain-finetuned checkpoint ...
+    retain_logs: str | None = None   # ... or its evaluation log
+    lm: LMOptions = field(default_factory=LMOptions)  # a language model's dtype, prompt format, lengths, reference device
 
     def plan(self) -> BenchPlan:
         return BenchPlan(data=self.data, model=self.model, scenarios=[self.forget] if self.forget else None,
                          methods=[self.method], seeds=1, audits=self.audits, quick=self.quick, out=Path(self.out),
                          device=self.device, train_seed=self.train_seed, split_seed=self.split_seed,
-                         overrides=self.overrides, hf_model=self.hf_model, data_options=dict(self.data_options))
+                         overrides=self.overrides, hf_model=self.hf_model, data_options=dict(self.data_options),
+                         precision=self.precision, log_dir=self.log_dir, lm=self.lm,
+                         retain_model=self.retain_model, retain_logs=self.retain_logs)
 
 
 @dataclass
@@ -186,7 +196,7 @@ def prepare(request: TuneRequest) -> Tuning:
         raise ConfigError(f"--trials must be >= 0, got {request.trials}")
     if not 0.0 <= request.utility_floor <= 1.0:
         raise ConfigError(f"--utility-floor is a fraction of the original's utility in [0, 1], got {request.utility_floor}")
-    device = torch.device(request.device)
+    device = resolve_device(request.device)
     plan = request.plan()
     source, given = load_source(plan, device)
     if source.kind not in OBJECTIVES:
@@ -218,8 +228,19 @@ def prepare(request: TuneRequest) -> Tuning:
 
 
 def _reference(tuning: Tuning) -> None:
-    """Train (or load) the retrain reference and audit it on both halves."""
+    """Train (or load) the retrain reference and audit it on both halves; for a pretrained model, the
+    given retain model or its evaluation log (never a retrain from scratch)."""
     plan, seed, val = tuning.plan, tuning.request.seed, tuning.halves["validation"]
+    kind = plan.reference_kind()
+    if kind == "none":
+        raise ConfigError("tuning a pretrained --hf-model needs its reference: --retain-model DIR (the "
+                          "retain-finetuned checkpoint) or --retain-logs FILE (its TOFU_EVAL.json)")
+    if kind in ("retain_model", "retain_logs"):
+        model, logs, _ = load_reference(plan, val.ctx.device)
+        for half in tuning.halves.values():
+            half.ctx.retrain, half.ctx.reference_logs = model, logs
+            half.reference = audit(model, tuning.task, half.split, plan.audits, ctx=half.ctx) if model else {}
+        return
     config = plan.method_config(REFERENCE, seed, tuning.recipe, tuning.work)
     cell = cell_id(plan, tuning.scenario, REFERENCE, seed, config.to_dict(), tuning.recipe.to_dict())
     path = reference_path(plan.out, cell)
@@ -280,7 +301,9 @@ def prepare_study(request: TuneRequest) -> str:
 
 
 def _quiet_optuna() -> None:
-    import optuna
+    from ..extras import require
+
+    optuna = require("optuna", "tune", "unlearnkit tune needs")
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -375,7 +398,8 @@ def worker_command(request: TuneRequest, study_name: str) -> str:
         parts += ["--forget", request.forget]
     if request.storage:
         parts += ["--storage", request.storage]
-    for flag, value in (("--model", request.model), ("--hf-model", request.hf_model)):
+    for flag, value in (("--model", request.model), ("--hf-model", request.hf_model),
+                        ("--device", None if request.device == "auto" else request.device)):
         if value:
             parts += [flag, str(value)]
     if request.audits:

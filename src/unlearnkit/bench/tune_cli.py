@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..cli_options import add_run_options, configure_logging, parse_data_options, precision_of
+from ..cli_options import add_run_options, configure_logging, lm_options_of, parse_data_options, precision_of
 from ..cli_options import parse_sets as _parse_sets
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def request_from_args(args) -> TuneRequest:
         device=args.device, train_seed=args.train_seed, split_seed=args.split_seed,
         data_options=parse_data_options(args.data_options, args.data), hf_model=args.hf_model,
         precision=precision_of(args), log_dir=args.log_dir,
+        retain_model=args.retain_model, retain_logs=args.retain_logs, lm=lm_options_of(args),
     )
 
 

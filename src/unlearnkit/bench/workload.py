@@ -14,6 +14,7 @@ from torch import nn
 
 from ..audits.relearn import RelearnConfig
 from ..data.sources import DataSource
+from ..errors import ConfigError
 from ..models.registry import build_model
 from ..tasks.base import Task
 from ..tasks.classification import ClassificationTask
@@ -22,7 +23,7 @@ from ..tasks.classification import ClassificationTask
 @dataclass(frozen=True)
 class Workload:
     kind: str
-    make_task: Callable[[DataSource], Task]
+    make_task: Callable[..., Task]  # (source, **task options: a language model's generation/prompt settings)
     make_model: Callable[[str, DataSource, int], nn.Module]  # (architecture name, source, init seed)
     model: str
     scenarios: tuple[str, ...]
@@ -37,10 +38,16 @@ class Workload:
     parallel_groups: bool = False
 
 
-def _lm_task(source: DataSource) -> Task:
+def _lm_task(source: DataSource, **options) -> Task:
     from ..tasks.causal_lm import CausalLMTask
 
-    return CausalLMTask(source.tokenizer)
+    return CausalLMTask(source.tokenizer, **options)
+
+
+def _image_task(source: DataSource, **options) -> Task:
+    if options:
+        raise ConfigError(f"an image task takes no options ({', '.join(options)}: they are for language models)")
+    return ClassificationTask(source.num_classes, source.pipeline)
 
 
 def _lm_model(name: str, source: DataSource, seed: int) -> nn.Module:
@@ -52,7 +59,7 @@ def _lm_model(name: str, source: DataSource, seed: int) -> nn.Module:
 WORKLOADS = {
     "image": Workload(
         kind="image",
-        make_task=lambda source: ClassificationTask(source.num_classes, source.pipeline),
+        make_task=_image_task,
         make_model=lambda name, source, seed: build_model(name, source.input_shape, source.num_classes, seed=seed),
         model="cnn", scenarios=("class:0", "random:0.1"),
         audits=("accuracy", "mia", "relearn", "weights"), seeds=3,
@@ -76,13 +83,16 @@ WORKLOADS = {
 
 
 def workload_for(source: DataSource) -> Workload:
+    if source.kind not in WORKLOADS:
+        raise ConfigError(f"{source.name}: no workload for {source.kind!r} data; known: {', '.join(WORKLOADS)}")
     return WORKLOADS[source.kind]
 
 
-def make_task(source: DataSource) -> Task:
+def make_task(source: DataSource, **options) -> Task:
     """The task for ``source``: a :class:`ClassificationTask` with the source's image pipeline, or a
-    :class:`CausalLMTask` with its tokenizer."""
-    return workload_for(source).make_task(source)
+    :class:`CausalLMTask` with its tokenizer (``options``: its keyword arguments, e.g.
+    ``max_new_tokens``; the CLI passes ``LMOptions.task_options()``)."""
+    return workload_for(source).make_task(source, **options)
 
 
 def make_model(source: DataSource, arch: str | None = None, *, seed: int = 0) -> nn.Module:

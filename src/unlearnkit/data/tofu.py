@@ -42,6 +42,11 @@ What the loader builds (a ``DataSource(kind="text")``):
   ``*_perturbed`` file falls back to the plain file (gold answers only).
 - ``tokenizer``: the one passed in (object or folder), else ``PATH/tokenizer/`` if it exists, else
   a byte-level BPE trained on the data's text (:mod:`unlearnkit.data.tokenizer`), cached by content.
+
+Every QA row is encoded in ``prompt_format`` (``auto``: the tokenizer's chat template when it has
+one, else the plain ``Question: …\nAnswer:``; optional ``system_prompt``) and cut at ``max_length``
+tokens (default 256; rows cut are counted in one warning per set): see :mod:`unlearnkit.data.text`.
+The embedded data's tokenizer has no chat template, so ``auto`` keeps its plain format.
 """
 from __future__ import annotations
 
@@ -53,8 +58,9 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import DataError
-from .sources import DATA_SOURCES, DataSource
-from .text import PROMPT, EvalSet, encode_qa
+from ..extras import require
+from .sources import DataSource, data_source
+from .text import DEFAULT_MAX_LENGTH, PROMPT, EvalSet, encode_qa, encode_qa_counted, warn_truncated
 from .tokenizer import DEFAULT_VOCAB_SIZE, cached_tokenizer, load_tokenizer
 
 PERCENTS = ("01", "05", "10")
@@ -62,6 +68,9 @@ RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain
 QA = ("question", "answer")
 PERTURBED = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 OPTIONS = ("question", "answer", "perturbed_answer")
+# what `--data tofu:PATH --data-option KEY=VALUE` takes (load_tofu_dir's keyword arguments)
+LOADER_OPTIONS = {"include_general": bool, "name": str, "max_length": int, "vocab_size": int,
+                  "prompt_format": str, "system_prompt": str}
 GENERAL = ("real_authors", "world_facts")
 # every split name the layout defines, in the order the tokenizer's training text is gathered
 SPLIT_NAMES = (
@@ -111,11 +120,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _load_saved_dataset(path: Path) -> list[dict[str, Any]]:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(f"{path} is a Hugging Face dataset folder; reading it needs the `datasets` package "
-                        "(pip install datasets), or give the split as a .json / .jsonl file") from None
+    datasets = require("datasets", "hf", f"{path} is a Hugging Face dataset folder (or give the split as "
+                       ".json / .jsonl); reading it needs")
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises several kinds for a folder it cannot read
@@ -214,18 +220,26 @@ def _match(rows: list[dict[str, Any]], path: Path, index: dict[tuple[str, str], 
 
 
 def _evalset(tokenizer, name: str, rows: list[dict[str, Any]], *, paraphrase: bool, perturbed: bool,
-             max_length: int) -> EvalSet:
+             max_length: int, **fmt) -> EvalSet:
+    """One EvalSet; its rows cut at ``max_length`` (gold, paraphrased and perturbed together) in one warning."""
     questions = [r["question"] for r in rows]
     answers = [r["answer"] for r in rows]
-    para = encode_qa(tokenizer, questions, [r["paraphrased_answer"] for r in rows], max_length=max_length) if paraphrase else None
+    cut = total = 0
+
+    def encode(answer_list):
+        nonlocal cut, total
+        data, n = encode_qa_counted(tokenizer, questions, answer_list, max_length=max_length, **fmt)
+        cut, total = cut + n, total + len(data)
+        return data
+
+    correct = encode(answers)
+    para = encode([r["paraphrased_answer"] for r in rows]) if paraphrase else None
     wrong = []
     if perturbed:
         width = len(rows[0]["perturbed_answer"])
-        wrong = [encode_qa(tokenizer, questions, [r["perturbed_answer"][k] for r in rows], max_length=max_length)
-                 for k in range(width)]
-    return EvalSet(name=name, questions=questions, answers=answers,
-                   correct=encode_qa(tokenizer, questions, answers, max_length=max_length),
-                   paraphrased=para, perturbed=wrong)
+        wrong = [encode([r["perturbed_answer"][k] for r in rows]) for k in range(width)]
+    warn_truncated(f"eval set {name!r}", cut, total, max_length)
+    return EvalSet(name=name, questions=questions, answers=answers, correct=correct, paraphrased=para, perturbed=wrong)
 
 
 def _field_set(layout: _Layout, name: str) -> tuple[str, ...]:
@@ -269,12 +283,14 @@ def _resolve_tokenizer(tokenizer, layout: _Layout, vocab_size: int):
 
 
 def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = False, name: str = "tofu",
-                  max_length: int = 256, vocab_size: int = DEFAULT_VOCAB_SIZE) -> DataSource:
+                  max_length: int = DEFAULT_MAX_LENGTH, vocab_size: int = DEFAULT_VOCAB_SIZE,
+                  prompt_format: str = "auto", system_prompt: str | None = None) -> DataSource:
     """Build the text DataSource of a TOFU folder (see the module docstring)."""
     layout = _Layout(Path(path))
     full = layout.rows("full", QA)
     full_path = layout.paths["full"]
     tokenizer = _resolve_tokenizer(tokenizer, layout, vocab_size)
+    fmt = {"prompt_format": prompt_format, "system_prompt": system_prompt}
 
     questions = [r["question"] for r in full]
     answers = [r["answer"] for r in full]
@@ -285,7 +301,8 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
             if layout.has(source):
                 general_rows += layout.rows(source, _field_set(layout, source))
     train = encode_qa(tokenizer, questions + [r["question"] for r in general_rows],
-                      answers + [r["answer"] for r in general_rows], max_length=max_length)
+                      answers + [r["answer"] for r in general_rows], max_length=max_length,
+                      name=f"{name} training rows", **fmt)
     n_full, n_train = len(full), len(full) + len(general_rows)
     general_idx = torch.arange(n_full, n_train)
 
@@ -317,10 +334,10 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
             fields = _field_set(layout, perturbed_name)
             rows = layout.rows(perturbed_name, fields)
             evals[key] = _evalset(tokenizer, key, rows, paraphrase="paraphrased_answer" in fields,
-                                  perturbed=True, max_length=max_length)
+                                  perturbed=True, max_length=max_length, **fmt)
         elif layout.has(base):
             evals[key] = _evalset(tokenizer, key, layout.rows(base, QA), paraphrase=False, perturbed=False,
-                                  max_length=max_length)
+                                  max_length=max_length, **fmt)
 
     for p in PERCENTS:
         add_eval(f"forget{p}", f"forget{p}")
@@ -334,7 +351,8 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
     for p in reversed(PERCENTS):
         if layout.has(f"holdout{p}"):
             rows = layout.rows(f"holdout{p}", QA)
-            test = encode_qa(tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows], max_length=max_length)
+            test = encode_qa(tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows],
+                             max_length=max_length, name=f"{name} test rows", **fmt)
             break
     if test is None:
         general_files = [g if layout.has(g) else f"{g}_perturbed" for g in GENERAL]
@@ -343,7 +361,8 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
             raise DataError(f"{layout.root}: no holdout01/05/10 split for the test set (expected e.g. holdout10.json, "
                             "the QA of authors never trained on)")
         rows = [row for f in general_files for row in layout.rows(f, _field_set(layout, f))]
-        test = encode_qa(tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows], max_length=max_length)
+        test = encode_qa(tokenizer, [r["question"] for r in rows], [r["answer"] for r in rows],
+                         max_length=max_length, name=f"{name} test rows", **fmt)
 
     return DataSource(
         name=name, train=train, test=test, num_classes=len(tokenizer), input_shape=(int(train.x.shape[1]),),
@@ -353,7 +372,7 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
     )
 
 
-@DATA_SOURCES.register("tofu")
+@data_source("tofu", options=LOADER_OPTIONS)
 def load_tofu(path: str | None = None, **options) -> DataSource:
     """``--data tofu:PATH``: a folder in the TOFU layout (module docstring)."""
     if not path:

@@ -4,9 +4,10 @@ Text sources that come without a tokenizer (tofu-mini, wmdp-mini, a TOFU folder 
 ``tokenizer/`` folder) get one trained with ``tokenizers`` (research/llm-stack.md §A.2: 0.4 s on
 19 k generated lines, ~1.5 k tokens): a byte-level BPE (``pre_tokenizers.ByteLevel`` without a
 prefix space, byte-level decoder, the 256-byte initial alphabet so any text encodes) with the
-specials ``<pad>, <s>, </s>, <unk>`` at ids 0–3, wrapped in ``PreTrainedTokenizerFast`` with
-pad ≠ EOS (the text contract, :mod:`unlearnkit.data.text`, needs them distinct). The post-processor
-adds no BOS/EOS: :func:`~unlearnkit.data.text.encode_qa` appends EOS itself.
+specials ``<pad>, <s>, </s>, <unk>`` at ids 0–3, wrapped in ``PreTrainedTokenizerFast`` with a pad
+token of its own (a tokenizer without one pads with EOS: :mod:`unlearnkit.data.text`). It has no
+chat template and its post-processor adds no BOS/EOS, so the data is encoded in the plain
+``Question: …\nAnswer:`` format and :func:`~unlearnkit.data.text.encode_qa` appends EOS itself.
 
 Training is deterministic for a given list of texts (same texts, same order → same vocabulary and
 merges); :func:`cached_tokenizer` keys a cache folder by a hash of the texts and the settings so a
@@ -26,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..cache import cache_root
 from ..errors import DataError
+from ..extras import require
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ RECIPE_VERSION = 1
 
 
 def _silence() -> None:
+    require("transformers", "llm", "text data needs")
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -46,6 +49,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = DEFAULT_VOCAB_SIZE):
 
     The vocabulary stops below ``vocab_size`` when the corpus runs out of merges (a generated
     corpus of 1,000 QA gives ~1.5 k tokens)."""
+    require("tokenizers", "llm", "text data needs")
+    require("transformers", "llm", "text data needs")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -99,7 +104,9 @@ def save_tokenizer(tokenizer, directory: str | Path) -> Path:
 
 
 def load_tokenizer(directory: str | Path):
-    """``AutoTokenizer.from_pretrained`` on a local folder (never the hub); checks pad ≠ EOS."""
+    """``AutoTokenizer.from_pretrained`` on a local folder (never the hub). It must have an EOS token;
+    one without a pad token pads with EOS (:func:`~unlearnkit.data.text.ensure_pad_token`)."""
+    require("transformers", "llm", "text data needs")
     from transformers import AutoTokenizer
 
     _silence()
@@ -113,17 +120,16 @@ def load_tokenizer(directory: str | Path):
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except Exception as exc:  # transformers raises many kinds for a broken folder
         raise DataError(f"cannot load the tokenizer in {directory}: {exc}") from None
-    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-        raise DataError(f"the tokenizer in {directory} needs a pad token and an EOS token")
-    if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise DataError(f"the tokenizer in {directory} uses the same id for pad and EOS; "
-                        "give it a distinct pad token (e.g. add '<pad>')")
-    return tokenizer
+    if tokenizer.eos_token_id is None:
+        raise DataError(f"the tokenizer in {directory} has no EOS token (answers and texts end with it)")
+    from .text import ensure_pad_token
+
+    return ensure_pad_token(tokenizer)  # no pad token: pad with EOS (masks come from positions and labels)
 
 
 def texts_digest(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) -> str:
     """A short hash of the training texts (in order) and the tokenizer settings."""
-    import tokenizers
+    tokenizers = require("tokenizers", "llm", "text data needs")
 
     h = hashlib.sha256()
     h.update(json.dumps({"vocab": vocab_size, "specials": SPECIALS, "recipe": RECIPE_VERSION,

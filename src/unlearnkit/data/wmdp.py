@@ -12,9 +12,9 @@ Corpora (``cais/wmdp-corpora``), one ``{"text": str}`` object per line:
 ``wmdp-corpora/<topic>-forget-corpus.jsonl`` and ``<topic>-retain-corpus.jsonl``.
 Files may also sit directly in PATH. Two optional files that real WMDP does not ship (wmdp-mini
 writes them): ``wmdp-mcqs/general_questions.json`` (a general-knowledge MCQ set that must survive
-unlearning; real WMDP pairs with MMLU, which is not available offline, so for a real WMDP folder the
-``general`` eval is simply absent) and ``wmdp-corpora/<topic>-holdout-corpus.jsonl`` (non-member
-text of the forget domain, the ``test`` set).
+unlearning; real WMDP pairs with MMLU instead: give a local MMLU folder with ``mmlu=PATH``, below)
+and ``wmdp-corpora/<topic>-holdout-corpus.jsonl`` (non-member text of the forget domain, the ``test``
+set).
 
 The DataSource (``kind="text"``):
 
@@ -25,7 +25,9 @@ The DataSource (``kind="text"``):
   ``--forget bio``; a topic without a retain corpus retains every row outside its forget corpus.
 - ``evals``: ``hazard`` (a :class:`~unlearnkit.data.text.ChoiceSet` of the topic's MCQs) when one
   topic has MCQs, ``hazard_<topic>`` per topic when several do (:func:`hazard_eval` picks the one
-  for a forget split); ``general`` when ``general_questions.json`` is present.
+  for a forget split); ``general`` when ``general_questions.json`` is present; ``mmlu`` with the
+  option ``mmlu=PATH`` (a local MMLU folder, :mod:`unlearnkit.data.mmlu`, zero-shot or
+  ``mmlu_few_shot=n`` from its dev split: WMDP's utility, reported as ``mmlu_acc``).
 - ``test``: the holdout corpora if present, else every MCQ question followed by its correct choice
   as plain text (never trained on).
 
@@ -38,10 +40,17 @@ largest summed log-likelihood. ``mcq_format`` picks the context:
   continuations " A" … " D";
 - ``"cloze"``: context = the question text itself, continuation = " " + choice (wmdp-mini, whose
   "questions" are sentence stems; a tiny model trained from scratch cannot do the letter format);
-- ``"qa"``: context = ``PROMPT.format(question=…)``, continuation = " " + choice.
+- ``"qa"``: context = the question as a QA prompt in ``prompt_format`` (``auto``: the tokenizer's
+  chat template when it has one, with the optional ``system_prompt``; else
+  ``PROMPT.format(question=…)``), continuation = the choice as an answer (plain: " " + choice).
+
+``letters`` and ``cloze`` never use a chat template (lm-eval scores WMDP without one, as
+OpenUnlearning runs it); ``prompt_format`` / ``system_prompt`` apply to ``"qa"`` only. Corpus rows
+get a BOS in front where the tokenizer adds one to plain text.
 
 A context longer than ``max_length`` together with its continuation loses tokens at its start, so
-the continuation is always scored.
+the continuation is always scored; corpus documents longer than ``max_length`` are cut at the end.
+Either way the rows cut are counted in one warning per set.
 """
 from __future__ import annotations
 
@@ -53,8 +62,10 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ConfigError, DataError
-from .sources import DATA_SOURCES, DataSource
-from .text import IGNORE, PROMPT, ChoiceSet, _check_tokenizer, _pack, encode_text
+from ..extras import require
+from .sources import DataSource, data_source
+from .text import (DEFAULT_MAX_LENGTH, IGNORE, ChoiceSet, PromptFormat, _check_tokenizer, _pack, encode_text,
+                   warn_truncated)
 from .tofu import read_records
 from .tokenizer import DEFAULT_VOCAB_SIZE, cached_tokenizer, load_tokenizer
 
@@ -92,17 +103,15 @@ def check_mcqs(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
 
 
 def read_parquet(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    try:
-        import pandas as pd
-    except ImportError:
-        raise DataError(f"{paths[0]} is a parquet file; reading it needs pandas and pyarrow "
-                        "(pip install pandas pyarrow), or give the questions as wmdp-mcqs/<topic>_questions.json") from None
+    pd = require("pandas", "hf", f"{paths[0]} is a parquet file (or give the questions as "
+                 "wmdp-mcqs/<topic>_questions.json); reading it needs")
     rows = []
     for path in paths:
         try:
             frame = pd.read_parquet(path)
-        except ImportError as exc:
-            raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow): {exc}") from None
+        except ImportError as exc:  # no parquet engine
+            require("pyarrow", "hf", f"{path} is a parquet file; reading it needs")
+            raise DataError(f"{path}: cannot read parquet ({exc})") from None
         except Exception as exc:  # pyarrow raises its own error types for a corrupt file
             raise DataError(f"{path}: not a readable parquet file ({exc})") from None
         rows += frame.to_dict("records")
@@ -171,31 +180,45 @@ def load_mcqs(source: Path | list[Path]) -> list[dict[str, Any]]:
 # --- encoding ----------------------------------------------------------------------------------
 
 def _context(question: str, choices: list[str], fmt: str, topic: str) -> tuple[str, list[str]]:
+    """(context text, continuation texts) of the ``letters`` and ``cloze`` formats."""
     if fmt == "letters":
         subject = SUBJECTS.get(topic, topic.replace("_", " "))
         lines = [f"The following are multiple choice questions (with answers) about {subject}.", "", question.strip()]
         lines += [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)]
         return "\n".join(lines) + "\nAnswer:", [f" {letter}" for letter in LETTERS]
-    if fmt == "cloze":
-        return question, [f" {choice}" for choice in choices]
-    return PROMPT.format(question=question), [f" {choice}" for choice in choices]
+    return question, [f" {choice}" for choice in choices]
+
+
+def _context_ids(tokenizer, row: dict[str, Any], fmt: str, topic: str,
+                 prompt: PromptFormat | None) -> tuple[list[int], list[list[int]]]:
+    """(context ids, continuation ids) of one MCQ row; ``prompt`` formats the ``qa`` format."""
+    if fmt == "qa":
+        return prompt.prompt_ids(tokenizer, row["question"]), \
+            [prompt.answer_ids(tokenizer, choice)[:-1] for choice in row["choices"]]   # no EOS, as lm-eval
+    context, continuations = _context(row["question"], row["choices"], fmt, topic)
+    return (list(tokenizer(context, add_special_tokens=False)["input_ids"]),
+            [list(tokenizer(cont, add_special_tokens=False)["input_ids"]) for cont in continuations])
 
 
 def encode_choices(tokenizer, rows: list[dict[str, Any]], *, topic: str, name: str, fmt: str = "letters",
-                   max_length: int = 256) -> ChoiceSet:
+                   max_length: int = DEFAULT_MAX_LENGTH, prompt_format: str = "auto",
+                   system_prompt: str | None = None) -> ChoiceSet:
     """The :class:`ChoiceSet` of MCQ rows: ``options[k]`` = context + k-th continuation, labels only
     on the continuation (no EOS, as lm-eval scores them)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown MCQ format {fmt!r}; known: {', '.join(FORMATS)}")
     pad, _ = _check_tokenizer(tokenizer)
+    prompt = PromptFormat.of(tokenizer, prompt_format, system_prompt) if fmt == "qa" else None
     per_option: list[list[tuple[list[int], list[int]]]] = [[] for _ in range(4)]
+    cut = 0
     for row in rows:
-        context, continuations = _context(row["question"], row["choices"], fmt, topic)
-        ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-        for k, cont in enumerate(continuations):
-            ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        ctx, continuations = _context_ids(tokenizer, row, fmt, topic, prompt)
+        longest = max(len(ctx) + len(ids) for ids in continuations)
+        cut += longest > max_length
+        for k, ids in enumerate(continuations):
             keep = ctx[max(0, len(ctx) + len(ids) - max_length):]
             per_option[k].append((keep + ids, [IGNORE] * len(keep) + ids))
+    warn_truncated(f"MCQ set {name!r}", cut, len(rows), max_length)
     options = [_pack(opt, pad, max_length) for opt in per_option]
     return ChoiceSet(name=name, questions=[r["question"] for r in rows], choices=[r["choices"] for r in rows],
                      answer=torch.tensor([r["answer"] for r in rows], dtype=torch.long), options=options)
@@ -218,10 +241,16 @@ def training_texts(corpora: dict[str, dict[str, list[str]]], mcqs: dict[str, lis
 
 
 def load_wmdp_dir(path: str | Path, *, tokenizer=None, mcq_format: str = "letters", name: str = "wmdp",
-                  max_length: int = 256, vocab_size: int = DEFAULT_VOCAB_SIZE) -> DataSource:
+                  max_length: int = DEFAULT_MAX_LENGTH, vocab_size: int = DEFAULT_VOCAB_SIZE,
+                  prompt_format: str = "auto", system_prompt: str | None = None, mmlu: str | None = None,
+                  mmlu_few_shot: int = 0) -> DataSource:
     """Build the text DataSource of a WMDP folder (see the module docstring)."""
     if mcq_format not in FORMATS:
         raise ConfigError(f"unknown MCQ format {mcq_format!r}; known: {', '.join(FORMATS)}")
+    if mcq_format != "qa" and (prompt_format == "chat" or system_prompt is not None):
+        raise ConfigError(f"prompt_format / system_prompt apply to mcq_format=qa only; {mcq_format!r} is scored "
+                          "without a chat template, as lm-eval scores WMDP")
+    fmt = {"prompt_format": prompt_format, "system_prompt": system_prompt}
     root = Path(path)
     mcq_files, corpus_files = discover(root)
     if not any(parts.get("forget") or parts.get("retain") for parts in corpus_files.values()):
@@ -243,7 +272,7 @@ def load_wmdp_dir(path: str | Path, *, tokenizer=None, mcq_format: str = "letter
             docs = corpora[topic].get(part, [])
             ranges[(topic, part)] = torch.arange(len(texts), len(texts) + len(docs))
             texts += docs
-    train = encode_text(tokenizer, texts, max_length=max_length)
+    train = encode_text(tokenizer, texts, max_length=max_length, name=f"{name} corpus documents")
     everything = torch.arange(len(texts))
 
     named_splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -261,10 +290,15 @@ def load_wmdp_dir(path: str | Path, *, tokenizer=None, mcq_format: str = "letter
     evals: dict[str, ChoiceSet] = {}
     for topic in hazard_topics:
         key = "hazard" if len(hazard_topics) == 1 else f"hazard_{topic}"
-        evals[key] = encode_choices(tokenizer, mcqs[topic], topic=topic, name=key, fmt=mcq_format, max_length=max_length)
+        evals[key] = encode_choices(tokenizer, mcqs[topic], topic=topic, name=key, fmt=mcq_format, max_length=max_length,
+                                    **fmt)
     if GENERAL in mcqs:
         evals[GENERAL] = encode_choices(tokenizer, mcqs[GENERAL], topic=GENERAL, name=GENERAL, fmt=mcq_format,
-                                        max_length=max_length)
+                                        max_length=max_length, **fmt)
+    if mmlu:
+        from .mmlu import load_mmlu_choices  # imported here: mmlu.py reads MCQs with this module's helpers
+
+        evals["mmlu"] = load_mmlu_choices(mmlu, tokenizer, few_shot=mmlu_few_shot, max_length=max_length)
 
     holdout = [t for topic in sorted(corpora) for t in corpora[topic].get("holdout", [])]
     if not holdout:
@@ -272,7 +306,7 @@ def load_wmdp_dir(path: str | Path, *, tokenizer=None, mcq_format: str = "letter
     if not holdout:
         raise DataError(f"{root}: nothing for the test set: no <topic>-holdout-corpus.jsonl and no MCQ file "
                         "(expected wmdp-mcqs/<topic>_questions.json or wmdp-<topic>/test-00000-of-00001.parquet)")
-    test = encode_text(tokenizer, holdout, max_length=max_length)
+    test = encode_text(tokenizer, holdout, max_length=max_length, name=f"{name} test rows")
 
     return DataSource(
         name=name, train=train, test=test, num_classes=len(tokenizer), input_shape=(int(train.x.shape[1]),),
@@ -282,7 +316,12 @@ def load_wmdp_dir(path: str | Path, *, tokenizer=None, mcq_format: str = "letter
     )
 
 
-@DATA_SOURCES.register("wmdp")
+# what `--data wmdp:PATH --data-option KEY=VALUE` takes (load_wmdp_dir's keyword arguments)
+LOADER_OPTIONS = {"mcq_format": str, "name": str, "max_length": int, "vocab_size": int,
+                  "prompt_format": str, "system_prompt": str, "mmlu": str, "mmlu_few_shot": int}
+
+
+@data_source("wmdp", options=LOADER_OPTIONS)
 def load_wmdp(path: str | None = None, **options) -> DataSource:
     """``--data wmdp:PATH``: a folder in the WMDP layout (module docstring)."""
     if not path:

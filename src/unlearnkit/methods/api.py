@@ -30,6 +30,7 @@ def unlearn(
     method: str = "ga",
     *,
     kind: str | None = None,
+    scale: str | None = None,
     preset: str | None = None,
     config: MethodConfig | None = None,
     device: str | torch.device | None = None,
@@ -42,8 +43,11 @@ def unlearn(
     (so a divergence stop leaves it exactly as it was), and no file is ever written.
 
     Hyper-parameters: the same resolver as the command line (:func:`unlearnkit.resolve_config`):
-    the method's defaults for ``kind`` data ("image" / "text"; default: the task's), a ``preset``'s
-    values, then the keywords (``lr=1e-3``). A ready ``config`` is used as given (keywords over it).
+    the method's defaults for ``kind`` data ("image" / "text"; default: the task's) and ``scale``
+    ("pretrained": OpenUnlearning's recipe for a pretrained language model; default: "pretrained" for
+    a text model loaded with ``from_pretrained`` — what ``--hf-model`` gives the CLI — else "small"),
+    a ``preset``'s values, then the keywords (``lr=1e-3``). A ready ``config`` is used as given
+    (keywords over it).
     ``device``: auto | cpu | cuda[:N] | mps (default: the model's).
     """
     if config is not None:
@@ -51,12 +55,21 @@ def unlearn(
     else:
         from ..resolve import resolve_config
 
-        cfg = resolve_config(method, kind=kind or task.kind, preset=preset, overrides=hparams)
+        kind = kind or task.kind
+        scale = scale or ("pretrained" if kind == "text" and _from_pretrained(model) else None)
+        cfg = resolve_config(method, kind=kind, scale=scale, preset=preset, overrides=hparams)
     if ctx is None:
         ctx = RunContext(device=resolve_device(device) if device else _model_device(model))
     ctx.generator = seed_everything(cfg.seed)
     working = copy.deepcopy(model).to(ctx.device)
     return run_method(method, working, task, split, cfg, ctx)
+
+
+def _from_pretrained(model: nn.Module) -> bool:
+    """A Hugging Face model loaded from a checkpoint (``from_pretrained`` records where), as opposed to
+    one built from a config here (the embedded data's tiny Llama)."""
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "_name_or_path", "") or getattr(config, "name_or_path", ""))
 
 
 def _model_device(model: nn.Module) -> torch.device:
