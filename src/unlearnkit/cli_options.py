@@ -111,6 +111,13 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
     lm.add_argument("--reference-device", metavar="DEVICE",
                     help="where methods keep the frozen reference copy of an --hf-model (e.g. cpu, cuda:1; "
                          "default: the model's device)")
+    lm.add_argument("--lora", type=int, default=0, metavar="RANK",
+                    help="unlearn through LoRA adapters of this rank on the --hf-model (only they train; peft)")
+    lm.add_argument("--lora-alpha", type=int, metavar="N", help="LoRA scaling alpha (default: 2 × rank)")
+    lm.add_argument("--lora-targets", metavar="a,b,...",
+                    help="module names to adapt (default: q/k/v/o and gate/up/down projections)")
+    lm.add_argument("--lora-save", choices=("merged", "adapter"), default="merged",
+                    help="forget: write the model with the adapters merged (default) or the adapter alone")
 
 
 def precision_of(args):
@@ -128,7 +135,10 @@ def lm_options_of(args):
 
     return LMOptions(dtype=args.dtype, trust_remote_code=args.trust_remote_code, prompt_format=args.prompt_format,
                      system_prompt=args.system_prompt, max_length=args.max_length,
-                     max_new_tokens=args.max_new_tokens, reference_device=args.reference_device)
+                     max_new_tokens=args.max_new_tokens, reference_device=args.reference_device,
+                     lora=args.lora, lora_alpha=args.lora_alpha, lora_save=args.lora_save,
+                     lora_targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+                     if args.lora_targets else None)
 
 
 def parse_sets(items: list[str], method: str | None = None, allowed: set[str] | None = None

@@ -102,7 +102,7 @@ class ForgetRequest:
             raise CheckpointError(f"checkpoint not found: {self.checkpoint}")
         if sum(map(bool, (self.retrain, self.retrain_model, self.retain_logs))) > 1:
             raise ConfigError("give one reference: --retrain (train one), --retain-model CKPT, or --retain-logs FILE")
-        for name in ("model.safetensors", "model", "record.json", "record.html"):
+        for name in ("model.safetensors", "model", "adapter", "record.json", "record.html"):
             if (Path(self.out) / name).exists():
                 raise CheckpointError(f"{Path(self.out) / name} already exists; unlearnkit forget never replaces "
                                       "an earlier result — choose a new --out folder")
@@ -175,11 +175,19 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
     """Save, audit and write the record (the main process only, when several run)."""
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
-    if req.hf_model:
+    if req.hf_model and req.lm.lora and req.lm.lora_save == "adapter":
+        from .models.hf import save_lora_adapter
+
+        saved = save_lora_adapter(unlearned, source.tokenizer, out / "adapter")
+        output = {"path": str(saved), "format": "peft LoRA adapter (apply to the input model)",
+                  "lora": req.lm.lora_settings(), "sha256": sha256_state(unlearned)}
+    elif req.hf_model:
         from .models.hf import save_hf_model
 
         saved = save_hf_model(unlearned, source.tokenizer, out / "model")
         output = {"path": str(saved), "format": "save_pretrained", "sha256": sha256_state(unlearned)}
+        if req.lm.lora:
+            output["lora"] = {**req.lm.lora_settings(), "saved": "merged into the weights"}
     else:
         saved = save_weights(unlearned, out / "model.safetensors")
         output = {"path": str(saved), "format": "safetensors", "sha256": sha256_file(saved)}

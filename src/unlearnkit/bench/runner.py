@@ -202,6 +202,8 @@ def cell_id(plan: BenchPlan, scenario: str, method: str, seed: int, config: dict
     fields = {"config": config, "recipe": recipe, "audits": sorted(plan.audits)}
     if plan.precision != Precision():  # a speed switch that changes results at rounding level: its own cell
         fields["precision"] = dataclasses.asdict(plan.precision)
+    if plan.lm.lora:  # unlearning through adapters is another run
+        fields["lora"] = plan.lm.lora_settings()
     payload = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return f"{plan.data_key}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"

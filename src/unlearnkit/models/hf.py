@@ -414,6 +414,30 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0
     return get_peft_model(model, config)
 
 
+def save_lora_adapter(model: nn.Module, tokenizer, path: str | os.PathLike) -> Path:
+    """Write only the LoRA adapter of a peft-wrapped ``model`` (``adapter_model.safetensors`` +
+    ``adapter_config.json``, loadable with ``peft.PeftModel.from_pretrained(base, path)``) and the
+    tokenizer into the new folder ``path``; never replaces an existing one."""
+    path = Path(path)
+    if not hasattr(model, "peft_config"):
+        raise CheckpointError("an adapter can only be saved from a LoRA-wrapped model (--lora RANK)")
+    if path.exists():
+        raise CheckpointError(f"refusing to overwrite existing folder {path}; choose another output path")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        os.chmod(tmp, 0o755)
+        tmp.rename(path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """The plain model with LoRA adapters folded into its weights (no-op for a model without adapters)."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

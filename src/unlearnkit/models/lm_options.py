@@ -43,6 +43,12 @@ class LMOptions:
     max_length: int | None = None        # None: the loader's default, or min(model max positions, 512)
     max_new_tokens: int | None = None    # None: CausalLMTask's default (200)
     reference_device: str | None = None  # None: the model's device
+    # LoRA (peft, the [llm] extra): rank 0 = off; alpha None = 2·rank (ours: peft's examples' usual
+    # choice); targets None = the attention and MLP projections of Llama-style models
+    lora: int = 0
+    lora_alpha: int | None = None
+    lora_targets: tuple[str, ...] | None = None
+    lora_save: str = "merged"            # what `forget` writes: the merged model, or the adapter alone
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -53,6 +59,12 @@ class LMOptions:
             raise ConfigError(f"--max-length must be an integer >= 2, got {self.max_length!r}")
         if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
             raise ConfigError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not isinstance(self.lora, int) or self.lora < 0:
+            raise ConfigError(f"--lora is a rank >= 1 (0: off), got {self.lora!r}")
+        if self.lora_save not in ("merged", "adapter"):
+            raise ConfigError(f"--lora-save {self.lora_save!r}: use merged or adapter")
+        if not self.lora and (self.lora_targets or self.lora_alpha is not None or self.lora_save != "merged"):
+            raise ConfigError("--lora-alpha / --lora-targets / --lora-save need --lora RANK")
         if self.reference_device is not None:
             import torch
 
@@ -97,6 +109,13 @@ class LMOptions:
             out["max_new_tokens"] = self.max_new_tokens
         return out
 
+    def lora_settings(self) -> dict[str, Any] | None:
+        """What a run's identity records of its LoRA adapters (None without LoRA)."""
+        if not self.lora:
+            return None
+        return {"r": self.lora, "alpha": self.lora_alpha or 2 * self.lora,
+                "targets": list(self.lora_targets) if self.lora_targets else "llama projections"}
+
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`unlearnkit.models.hf.load_hf_model` (and ``trust_remote_code``
         of :func:`~unlearnkit.models.hf.load_hf_tokenizer`)."""
@@ -121,11 +140,18 @@ def load_lm_source(data: str, hf_model, lm: LMOptions | None = None, data_option
 
     lm = lm or LMOptions()
     if not hf_model:
+        if lm.lora:
+            raise ConfigError("--lora adapts a pretrained --hf-model; give one")
         return load_data(data, **lm.loader_options(data, data_options)), None
     from ..methods.reference_model import set_reference_device
     from .hf import load_hf_model, load_hf_tokenizer
 
     model = load_hf_model(hf_model, device=device, **lm.model_options())
+    if lm.lora:
+        from .hf import add_lora
+
+        model = add_lora(model, r=lm.lora, alpha=lm.lora_alpha or 2 * lm.lora,
+                         target_modules=list(lm.lora_targets) if lm.lora_targets else None)
     set_reference_device(model, lm.reference_device)
     tokenizer = load_hf_tokenizer(hf_model, trust_remote_code=lm.trust_remote_code)
     return load_data(data, tokenizer=tokenizer, **lm.loader_options(data, data_options, model=model)), model
