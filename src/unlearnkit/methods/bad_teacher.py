@@ -166,7 +166,7 @@ class BadTeacher(Method):
         retain = retain_subset(split.retain, config.retain_fraction, ctx.generator)     # D_r'
         total = config.epochs * -(-(len(forget) + len(retain)) // config.batch_size)   # batches of D_f ∪ D_r'
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params, config)
+        optimizer = make_optimizer(params, config, ctx.precision)
         scheduler = make_scheduler(optimizer, config, total)
         model.train()                                                                    # student: train mode
         with StepCounter(total, self.name, model, ctx, optimizer) as counter:

@@ -42,17 +42,45 @@ Batches = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
-def make_optimizer(params, config: MethodConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, config: MethodConfig, precision=None) -> torch.optim.Optimizer:
+    """The config's optimizer over the trainable ``params``; with ``precision.master_weights``, low-precision
+    parameters are stepped through fp32 master copies (:func:`_with_master_weights`)."""
     params = [p for p in params if p.requires_grad]
+    masters = None
+    if precision is not None and precision.master_weights and any(p.dtype != torch.float32 for p in params):
+        masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in params]
+    stepped = masters if masters is not None else params
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        optimizer = torch.optim.SGD(stepped, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(stepped, lr=config.lr, weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(stepped, lr=config.lr, weight_decay=config.weight_decay)
     if distributed.active():
         optimizer.register_step_pre_hook(_reduce_before_step)
+    if masters is not None:
+        _with_master_weights(optimizer, params, masters)
     return optimizer
+
+
+def _with_master_weights(optimizer: torch.optim.Optimizer, params: list, masters: list) -> None:
+    """Before each step the model's gradients (any dtype) become the fp32 masters' gradients; after
+    it the masters are written back into the model's parameters (rounded to their dtype) and the
+    model's gradients are cleared (the optimizer's ``zero_grad`` reaches only the masters)."""
+    pairs = [(p, m) for p, m in zip(params, masters) if m is not p]
+
+    def before(_optimizer, args, kwargs):
+        for p, m in pairs:
+            m.grad = None if p.grad is None else p.grad.detach().float()
+
+    def after(_optimizer, args, kwargs):
+        with torch.no_grad():
+            for p, m in pairs:
+                p.copy_(m)
+                p.grad = None
+
+    optimizer.register_step_pre_hook(before)
+    optimizer.register_step_post_hook(after)
 
 
 _REDUCED = "_grads_reduced"  # optimizer attribute: the loop reduced this step's gradients already
@@ -395,7 +423,7 @@ def run_loop(method: LoopMethod, model: nn.Module, task: Task, streams: dict[str
     state = {} if state is None else state
     total = total_steps(method, streams, config)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, config)
+    optimizer = make_optimizer(params, config, ctx.precision)
     scheduler = make_scheduler(optimizer, config, total)
     method.set_train_mode(model.to(ctx.device), config)
     precision = ctx.precision

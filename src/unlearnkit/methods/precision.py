@@ -33,6 +33,9 @@ class Precision:
     channels_last: bool = False
     compile: bool = False
     checkpointing: bool = False
+    # low-precision (bf16/fp16) parameters stepped through fp32 master copies: the optimizer's state
+    # and the update are fp32, the model keeps its dtype (an update below bf16's resolution is not lost)
+    master_weights: bool = False
 
     def __post_init__(self):
         if self.amp not in AMP_DTYPES:

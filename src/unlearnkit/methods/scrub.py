@@ -154,7 +154,7 @@ class SCRUB(Method):
         total = (max_epochs * num_batches(split.forget, config.forget_batch_size)
                  + config.epochs * num_batches(split.retain, config.batch_size))
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params, config)                              # one optimizer for both steps
+        optimizer = make_optimizer(params, config, ctx.precision)                              # one optimizer for both steps
         scheduler = make_scheduler(optimizer, config, total)
         model.train()
         if config.freeze_norm:
