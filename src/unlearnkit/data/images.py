@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..values import parse_bool
 from .dataset import TensorData
 from .sources import DataSource
 from ..cache import cache_root
@@ -65,12 +66,10 @@ def option_flag(loader: str, name: str, value: object) -> bool:
     """A yes/no loader option given as a bool or as text (``true``/``false``/``1``/``0``)."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{loader}: option {name} must be true or false, got {value!r}")
+    try:
+        return parse_bool(str(value))
+    except ValueError:
+        raise ConfigError(f"{loader}: option {name} must be true or false, got {value!r}") from None
 
 
 def option_int(loader: str, name: str, value: object, minimum: int = 1) -> int:

@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..values import parse_bool
 from .dataset import TensorData, labels_of
 from .transforms import ImagePipeline
 
@@ -106,13 +107,7 @@ def _typed_option(loader: str, key: str, value: Any, kind: type) -> Any:
         return value
     text = value.strip()
     try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        return kind(text)
+        return parse_bool(text) if kind is bool else kind(text)
     except ValueError:
         raise ConfigError(f"--data-option {key}={value}: {loader}'s {key} must be a {kind.__name__}") from None
 

@@ -19,6 +19,7 @@ from .. import distributed
 from ..data.split import Split
 from ..errors import ConfigError
 from ..registry import Registry
+from ..values import parse_bool
 from ..tasks.base import Task
 from .precision import Precision
 
@@ -213,11 +214,7 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     text = value.strip()
     try:
         if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
+            return parse_bool(text)
         if kind is int:
             return int(text)
         if kind is float:

@@ -36,27 +36,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
 from .base import register
-from .graddiff import GradDiff, GradDiffConfig
+from .graddiff import GradDiff
+from .npo import NPOConfig
 
 
 @dataclass
-class IdkDPOConfig(GradDiffConfig):
-    """``beta``: β, the inverse temperature of the preference loss (OpenUnlearning DPO.yaml: 0.1).
-    Digits: SGD lr 0.0015, 5 epochs, clipping at norm 1 (ours, measured: module docstring)."""
+class IdkDPOConfig(NPOConfig):
+    """``beta``: β, the inverse temperature of the preference loss (OpenUnlearning DPO.yaml: 0.1), as
+    NPO's (its range and check too). Digits: SGD lr 0.0015, 5 epochs, clipping at norm 1 (ours,
+    measured: module docstring)."""
 
-    epochs: int = 5
     lr: float = 0.0015
-    beta: float = 0.1
-    # ours: beta a decade either side of OpenUnlearning's 0.1; the retain weight as GradDiff's
-    search_space = {"lr": ("log", 1e-4, 1e-1), "epochs": ("int", 1, 10), "beta": ("log", 0.01, 1.0),
-                    "alpha": ("log", 0.1, 10.0)}
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
 
 
 def dpo_terms(log_ratio_win: torch.Tensor, log_ratio_lose: torch.Tensor, beta: float) -> torch.Tensor:
