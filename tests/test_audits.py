@@ -41,8 +41,28 @@ def test_mia_on_separable_confidences():
 
 
 def test_mia_audit_on_real_model(trained_mlp, task, class_split):
+    """The audit's numbers recomputed independently: SVC on p(y|x) of retain (members) vs test
+    (non-members), efficacy on the forget set; AUC of −loss, forget vs held-out, via sklearn."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.svm import SVC
+
     metrics = audit(trained_mlp, task, class_split, ["mia"])
-    assert 0.0 <= metrics["mia_efficacy"] <= 100.0
+
+    def probs(data):
+        x, y = data.gather(torch.arange(len(data)))
+        with torch.no_grad():
+            return torch.softmax(trained_mlp(x), dim=1)[torch.arange(len(y)), y].double().numpy()
+
+    n = min(len(class_split.retain), len(class_split.test))
+    members, non_members = probs(class_split.retain)[:n], probs(class_split.test)[:n]
+    attack = SVC(C=3, gamma="auto", kernel="rbf").fit(np.concatenate([members, non_members])[:, None],
+                                                      np.r_[np.ones(n), np.zeros(n)])
+    forget = probs(class_split.forget)
+    assert metrics["mia_efficacy"] == pytest.approx(100.0 * (1.0 - attack.predict(forget[:, None]).mean()), abs=1e-9)
+    held_out = probs(class_split.test_forget if class_split.test_forget is not None else class_split.test)
+    expected_auc = roc_auc_score(np.r_[np.ones(len(forget)), np.zeros(len(held_out))],
+                                 np.log(np.r_[forget, held_out]))
+    assert metrics["mia_auc"] == pytest.approx(expected_auc, abs=1e-6)
 
 
 def test_avg_gap_known_answer():

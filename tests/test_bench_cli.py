@@ -88,16 +88,21 @@ def test_killed_process_resumes_without_loss(tmp_path):
     assert [r["cell"] for r in records[: len(partial)]] == [r["cell"] for r in partial]
 
 
-def test_original_model_is_cached(tmp_path, caplog):
-    import logging
+def test_original_model_is_cached(tmp_path, monkeypatch):
+    import unlearnkit.bench.originals as originals
 
-    caplog.set_level(logging.INFO)
+    trainings = []
+    real_fit = originals.fit
+    monkeypatch.setattr(originals, "fit", lambda *a, **k: trainings.append(1) or real_fit(*a, **k))
     plan = BenchPlan(model="mlp", scenarios=["class:4"], methods=["original"], seeds=1, out=tmp_path,
                      overrides={"train": {"epochs": "2"}, "retrain": {"epochs": "1"}})
-    run_bench(plan)
+    first = run_bench(plan)
+    assert len(trainings) == 1
     plan.out = tmp_path / "second"
-    run_bench(plan)
-    assert any("original model: cached" in message for message in caplog.messages)
+    second = run_bench(plan)
+    assert len(trainings) == 1  # the second run trained no original: it loaded the cached one
+    a, b = (r["metrics"] for r in first + second if r["method"] == "original")
+    assert all(a[k] == b[k] for k in ("ua", "ra", "ta"))  # the same model
 
 
 @pytest.mark.parametrize("args, message", [
@@ -158,11 +163,19 @@ def test_original_cache_key_depends_on_architecture():
     assert narrow != wide
 
 
-def test_full_profile_runs_lira_once_per_scenario_and_seed(tmp_path, capsys):
+def test_full_profile_runs_lira_once_per_scenario_and_seed(tmp_path, capsys, monkeypatch):
+    import unlearnkit.bench.runner as runner
+    from unlearnkit.audits.lira import SHADOWS
+
+    shadow_trainings = []  # the shadow trainer's fits (retrain and the original train elsewhere)
+    real_fit = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda *a, **k: shadow_trainings.append(1) or real_fit(*a, **k))
     out = tmp_path / "full"
-    code = main(["bench", "--quick", "--full", "--forget", "random:0.05", "--methods", "ga,original",
-                 "--out", str(out), *TINY])
+    code = main(["bench", "--quick", "--audits", "accuracy,mia,lira,relearn,weights", "--forget", "random:0.05",
+                 "--methods", "ga,original", "--out", str(out), *TINY])
     assert code == 0
+    # three cells (retrain, ga, original) of one scenario and seed share one set of shadows
+    assert len(shadow_trainings) == SHADOWS
     assert "lira_auc" in capsys.readouterr().out
     records = read_results(out)
     for record in records:

@@ -57,8 +57,14 @@ def test_every_method_and_audit_on_a_user_dataset_and_model(name, source, tmp_pa
     hp = {k: v for k, v in SHORT.items() if k in fields}
     if name == "entangle":
         hp.update(phase1_epochs=1, phase2_epochs=1)
+    if name == "ssd":  # this untrained net has no parameter 5× (the default α) more forget-specific
+        hp.update(alpha=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
     out = unlearn(model, task, split, method=name, **hp)
     assert isinstance(out, UserNet) and out is not model
     assert all(torch.isfinite(p).all() for p in out.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))  # the user's model untouched
+    # the method did something to the user's model (a method that returns its input fails here)
+    assert any(not torch.equal(p, q) for p, q in zip(out.parameters(), before)), name
     metrics = audit(out, task, split, ["accuracy", "mia", "relearn", "weights"], original=model)
     assert 0.0 <= metrics["ua"] <= 100.0 and 0.0 <= metrics["mia_efficacy"] <= 100.0

@@ -136,6 +136,9 @@ def test_deterministic_given_seed(trained_mlp, task, class_split):
     a = unlearn(trained_mlp, task, class_split, method="ieu", **kw)
     b = unlearn(trained_mlp, task, class_split, method="ieu", **kw)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # the seed matters (the noise and the data order): another seed gives another model
+    c = unlearn(trained_mlp, task, class_split, method="ieu", **{**kw, "seed": 5})
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
 
 def test_bad_config():
