@@ -29,7 +29,8 @@ def task(digits):
 def trained_mlp(digits, task):
     """An MLP trained briefly on all of digits (the 'original' model of the tests)."""
     model = build_model("mlp", digits.input_shape, digits.num_classes, seed=0)
-    fit(model, task, digits.train, TrainConfig(epochs=8, lr=0.05), RunContext())
+    # the data order of a default torch.Generator(), as the tests were calibrated on
+    fit(model, task, digits.train, TrainConfig(epochs=8, lr=0.05), RunContext(generator=torch.Generator()))
     return model.eval()
 
 

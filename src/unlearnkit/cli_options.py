@@ -93,6 +93,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward passes")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in the backward pass (Hugging Face models: less memory)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic kernels only (torch.use_deterministic_algorithms, cuDNN deterministic, "
+                             "CUBLAS_WORKSPACE_CONFIG): the same numbers twice on a GPU too, slower")
     parser.add_argument("--fp32-master-weights", action="store_true",
                         help="step bf16/fp16 parameters (e.g. --dtype bf16) through fp32 master copies: fp32 "
                              "optimizer state and updates, the model kept in its dtype")
@@ -128,7 +131,8 @@ def precision_of(args):
     from .methods.precision import Precision
 
     return Precision(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                     checkpointing=args.gradient_checkpointing, master_weights=args.fp32_master_weights)
+                     checkpointing=args.gradient_checkpointing, master_weights=args.fp32_master_weights,
+                     deterministic=args.deterministic)
 
 
 def lm_options_of(args):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from ..data.split import Split
 from ..devices import resolve_device
-from ..seeding import seed_everything
+from ..seeding import generator_for
 from ..tasks.base import Task
 from .base import METHODS, MethodConfig, RunContext, make_config, run_method
 
@@ -35,6 +36,7 @@ def unlearn(
     config: MethodConfig | None = None,
     device: str | torch.device | None = None,
     ctx: RunContext | None = None,
+    deterministic: bool = False,
     **hparams: Any,
 ) -> nn.Module:
     """Unlearn ``split.forget`` from ``model`` with a registered method; return the unlearned model.
@@ -48,7 +50,10 @@ def unlearn(
     a text model loaded with ``from_pretrained`` — what ``--hf-model`` gives the CLI — else "small"),
     a ``preset``'s values, then the keywords (``lr=1e-3``). A ready ``config`` is used as given
     (keywords over it).
-    ``device``: auto | cpu | cuda[:N] | mps (default: the model's).
+    ``device``: auto | cpu | cuda[:N] | mps (default: the model's). ``deterministic``: deterministic
+    kernels only (``--deterministic``). The run draws from its own generator seeded by the config's
+    ``seed`` (or ``ctx.generator`` when the caller gives one); the caller's global random state is
+    left as it was.
     """
     if config is not None:
         cfg = build_config(method, config, **hparams)
@@ -60,7 +65,10 @@ def unlearn(
         cfg = resolve_config(method, kind=kind, scale=scale, preset=preset, overrides=hparams)
     if ctx is None:
         ctx = RunContext(device=resolve_device(device) if device else _model_device(model))
-    ctx.generator = seed_everything(cfg.seed)
+    if deterministic:
+        ctx.precision = dataclasses.replace(ctx.precision, deterministic=True)
+    if ctx.generator is None:
+        ctx.generator = generator_for(cfg.seed)  # a caller's own generator is used as given
     working = copy.deepcopy(model).to(ctx.device)
     return run_method(method, working, task, split, cfg, ctx)
 

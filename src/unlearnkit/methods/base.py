@@ -19,6 +19,7 @@ from .. import distributed
 from ..data.split import Split
 from ..errors import ConfigError
 from ..registry import Registry
+from ..seeding import deterministic_algorithms, generator_for, seeded
 from ..values import parse_bool
 from ..tasks.base import Task
 from .precision import Precision
@@ -239,7 +240,8 @@ class RunContext:
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    generator: torch.Generator = field(default_factory=torch.Generator)
+    # the run's data order and draws; None: seeded from the config's seed when the run starts
+    generator: torch.Generator | None = None
     progress: bool = field(default_factory=lambda: sys.stderr.isatty() and not os.environ.get("CI"))
     trace: dict[str, list] = field(default_factory=dict)
     on_step: Callable[[nn.Module, int], None] | None = None
@@ -315,7 +317,10 @@ def run_method(name: str, model: nn.Module, task: Task, split: Split, config: Me
         raise ConfigError(f"{name} runs its own training loop, which does not accumulate gradients; set "
                           f"grad_accum=1 and batch_size={config.batch_size * config.grad_accum} for the same "
                           "effective batch")
-    with task.augmenting(augmentation_generator(config)), distributed.using(ctx.distributed):
+    if ctx.generator is None:  # the run's own draws: from its seed, never from the global state
+        ctx.generator = generator_for(config.seed)
+    with task.augmenting(augmentation_generator(config)), distributed.using(ctx.distributed), \
+            seeded(config.seed), deterministic_algorithms(ctx.precision.deterministic):
         return cls().run(model, task, split, config, ctx)
 
 

@@ -36,6 +36,8 @@ class Precision:
     # low-precision (bf16/fp16) parameters stepped through fp32 master copies: the optimizer's state
     # and the update are fp32, the model keeps its dtype (an update below bf16's resolution is not lost)
     master_weights: bool = False
+    # deterministic kernels (torch.use_deterministic_algorithms, cuDNN flags, cuBLAS workspace) for the run
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.amp not in AMP_DTYPES:

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..tasks.base import Task
+from ..seeding import deterministic_algorithms, generator_for, seeded
 from .base import MethodConfig, RunContext, augmentation_generator
 from .loop import LoopMethod, run_loop
 
@@ -60,5 +61,8 @@ def fit(model: nn.Module, task: Task, data: Dataset, config: MethodConfig | None
     if ctx is None:
         device = next((p.device for p in model.parameters()), None)
         ctx = RunContext(**({"device": device} if device is not None else {}))
-    with task.augmenting(augmentation_generator(config)):
+    if ctx.generator is None:
+        ctx.generator = generator_for(config.seed)
+    with task.augmenting(augmentation_generator(config)), seeded(config.seed), \
+            deterministic_algorithms(ctx.precision.deterministic):
         return run_loop(_Fit(), model, task, {"data": data}, config, ctx)
