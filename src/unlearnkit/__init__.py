@@ -17,7 +17,8 @@ from .audits import METRICS, audit, avg_gap  # noqa: E402
 from .checkpoints import load_weights, save_weights  # noqa: E402
 from .data import DataSource, Split, TensorData, load_data, make_split  # noqa: E402
 from .errors import (  # noqa: E402
-    CheckpointError, ConfigError, DataError, DivergenceError, SpecError, UnlearnkitError,
+    CheckpointError, ConfigError, DataError, DivergenceError, MissingExtraError, NotApplicable, SpecError,
+    UnlearnkitError,
 )
 from .methods import METHODS, fit, unlearn  # noqa: E402
 from .models import build_model  # noqa: E402
@@ -27,7 +28,7 @@ from .resolve import explain_config, resolve_config, resolve_recipe  # noqa: E40
 
 __all__ = [
     "METHODS", "METRICS", "CausalLMTask", "CheckpointError", "ClassificationTask", "ConfigError", "DataError", "DataSource",
-    "DivergenceError", "Split", "SpecError", "Task", "TensorData", "UnlearnkitError", "audit", "avg_gap",
+    "DivergenceError", "MissingExtraError", "NotApplicable", "Split", "SpecError", "Task", "TensorData", "UnlearnkitError", "audit", "avg_gap",
     "build_model", "explain_config", "fit", "load_data", "load_weights", "make_model", "make_split", "make_task",
     "resolve_config", "resolve_recipe", "save_weights", "unlearn", "__version__",
 ]

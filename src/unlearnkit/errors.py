@@ -9,6 +9,12 @@ class ConfigError(UnlearnkitError, ValueError):
     """An unknown name, option or hyper-parameter value."""
 
 
+class NotApplicable(ConfigError):
+    """A method's declared inapplicability to this data or split (e.g. entangle asked for the split's
+    adjacent examples on a split that has none): the benchmark records the cell as "not applicable"
+    and goes on. Every other error fails the cell."""
+
+
 class SpecError(UnlearnkitError, ValueError):
     """A forget specification that cannot be turned into a valid split."""
 

@@ -61,7 +61,7 @@ from .. import distributed
 from ..data.dataset import cycle_batches, iterate_batches, labels_of, num_batches, subset
 from ..data.forget import read_indices
 from ..data.split import Split
-from ..errors import ConfigError, SpecError
+from ..errors import ConfigError, NotApplicable, SpecError
 from ..tasks.base import Task
 from .base import Method, MethodConfig, RunContext, register
 from .gradients import Grads, cosine, dot, set_grads, trainable
@@ -223,7 +223,7 @@ def resolve_adjacency(model: nn.Module, task: Task, split: Split, config: Entang
         mode = "split" if split.related_idx is not None else "file" if config.adjacent_indices_file else "nearest"
     if mode == "split":
         if split.related_idx is None:
-            raise ConfigError(f"entangle: adjacency=split but split {split.spec} has no related (adjacent) examples")
+            raise NotApplicable(f"entangle: adjacency=split but split {split.spec} has no related (adjacent) examples")
         adjacent = split.related_idx
     elif mode == "file":
         adjacent = _adjacent_from_file(split, config.adjacent_indices_file)
@@ -232,7 +232,7 @@ def resolve_adjacency(model: nn.Module, task: Task, split: Split, config: Entang
     retain = split.retain_idx
     remote = retain[~torch.isin(retain, adjacent)]
     if remote.numel() == 0:
-        raise ConfigError(f"entangle: every retain example is adjacent ({mode}); the remote set D_rem is empty")
+        raise NotApplicable(f"entangle: every retain example is adjacent ({mode}); the remote set D_rem is empty")
     return Adjacency(torch.sort(adjacent).values, remote, mode)
 
 
