@@ -83,6 +83,11 @@ def test_bench_compares_with_a_given_retain_model_or_its_logs(tmp_path, capsys, 
     auc = min_k_auc(model, task, split.forget, holdout_set(split), ctx)
     logs = tmp_path / "TOFU_EVAL.json"
     logs.write_text(retain_logs_json(ratios, auc))
+    # the bench wrote the same evaluation of the retain model for later --retain-logs runs
+    from unlearnkit.audits.reference_logs import read_retain_logs
+
+    written = read_retain_logs(records[0]["retain_logs_written"])
+    assert written["truth_ratios"].tolist() == pytest.approx(list(ratios)) and written["mink_auc"] == auc
     assert main([*common, "--retain-logs", str(logs), "--out", str(tmp_path / "b")]) == 0, capsys.readouterr().err
     (ga,) = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
     assert ga["reference"]["kind"] == "retain_logs" and ga["reference"]["path"] == str(logs)

@@ -1,6 +1,7 @@
 """The documentation: the MkDocs site builds with ``--strict``, the README stays short, the measured
 tables in docs/results.md are exactly what docs/gen_results.py writes from the committed results
-files, and every registered method is documented."""
+files, the pretrained-model recipe table in docs/configuration.md is what docs/gen_recipes.py writes
+from ``unlearnkit.resolve``, and every registered method is documented."""
 from __future__ import annotations
 
 import importlib.util
@@ -21,6 +22,13 @@ DOCS = ROOT / "docs"
 
 def _gen_results():
     spec = importlib.util.spec_from_file_location("gen_results", DOCS / "gen_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _gen_recipes():
+    spec = importlib.util.spec_from_file_location("gen_recipes", DOCS / "gen_recipes.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -87,3 +95,57 @@ def test_every_method_is_documented(name):
     methods_page = (DOCS / "methods.md").read_text(encoding="utf-8")
     assert name in _table_names(methods_page), f"{name} is missing from the table in docs/methods.md"
     assert re.search(rf"^### `{re.escape(name)}`", methods_page, flags=re.M), f"docs/methods.md has no section for {name}"
+
+
+def _recipe_block(text: str) -> str:
+    start = text.index("<!-- generated: recipes -->")
+    return text[start:text.index("<!-- end generated -->", start)]
+
+
+def test_recipe_table_is_up_to_date():
+    gen = _gen_recipes()
+    assert gen.check(), ("docs/configuration.md: the pretrained-model recipe table differs from unlearnkit.resolve; "
+                         "run `python docs/gen_recipes.py` (do not edit the table by hand)")
+
+
+def test_recipe_table_has_every_method_and_every_value():
+    from unlearnkit.resolve import PRETRAINED_FINETUNE, PRETRAINED_METHODS, PRETRAINED_TEXT
+
+    gen = _gen_recipes()
+    block = _recipe_block((DOCS / "configuration.md").read_text(encoding="utf-8"))
+    assert set(_table_names(block)) >= set(METHODS.names()) | set(PRETRAINED_TEXT)
+    for method, values in PRETRAINED_METHODS.items():
+        row = next(line for line in block.splitlines() if line.startswith(f"| `{method}` |"))
+        assert all(f"`{key}={value}`" in row for key, value in values.items()), row
+    cited = gen.citations()  # every value of the scale layer says where it comes from
+    assert all(cited.get(key) for key in PRETRAINED_TEXT)
+    assert all(cited.get(f"{m}.{k}") for m, values in PRETRAINED_METHODS.items() for k in values)
+    assert "finetune.yaml" in cited["train"] and PRETRAINED_FINETUNE["lr"] == PRETRAINED_TEXT["lr"]
+
+
+def test_recipe_table_hand_edit_is_caught(tmp_path, monkeypatch):
+    gen = _gen_recipes()
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    edited = text.replace("| `lr` | `1e-05` |", "| `lr` | `1e-04` |", 1)
+    assert edited != text
+    page = tmp_path / "configuration.md"
+    page.write_text(edited, encoding="utf-8")
+    monkeypatch.setattr(gen, "PAGE", page)
+    assert not gen.check()
+    assert gen.main(["--check"]) == 1
+    assert gen.main([]) == 0 and gen.check()  # rewriting restores it, prose untouched
+    assert page.read_text(encoding="utf-8") == text
+
+
+def test_recipe_citations_follow_resolve_comments(tmp_path, monkeypatch):
+    """A value whose comment is removed from resolve.py is an error naming it, not a blank cell."""
+    from unlearnkit import resolve
+
+    gen = _gen_recipes()
+    source = Path(resolve.__file__).read_text(encoding="utf-8")
+    line = next(row for row in source.splitlines() if row.lstrip().startswith('"lr": 1e-5,'))
+    fake = tmp_path / "resolve.py"
+    fake.write_text(source.replace(line, line.split("#")[0].rstrip()), encoding="utf-8")
+    monkeypatch.setattr(resolve, "__file__", str(fake))
+    with pytest.raises(SystemExit, match="lr"):
+        gen.citations()

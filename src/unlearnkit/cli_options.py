@@ -69,7 +69,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
     parser.add_argument("--model", help="architecture name (default: the data's: cnn for images, tiny-llama for text)")
     parser.add_argument("--hf-model", metavar="DIR",
                         help="a local Hugging Face causal-LM folder (save_pretrained) as the original model; its "
-                             "tokenizer encodes the text data; never downloads")
+                             "tokenizer encodes the text data; a hub id only where the hub is reachable (else a clear error)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
                         help="a hyper-parameter: METHOD.KEY=VALUE (train.KEY for the original's recipe), or KEY=VALUE "
                              "for the method being run; typed from the method's config; repeatable")
@@ -83,8 +83,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, out_default: Path | None
                              "retain90 model), evaluated once and never trained; forget quality and privleak compare "
                              "with it")
     parser.add_argument("--retain-logs", metavar="FILE",
-                        help="or that model's evaluation log (OpenUnlearning's TOFU_EVAL.json, or one unlearnkit "
-                             "wrote): per-item forget truth ratios and the Min-K AUC")
+                        help="or that model's evaluation log (OpenUnlearning's TOFU_EVAL.json, or the "
+                             "references/retain-eval-*.json a bench with --retain-model writes): per-item forget "
+                             "truth ratios and the Min-K AUC")
     parser.add_argument("--train-seed", type=int, default=0, help="seed of the original model's training")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the random forget-set draw")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
@@ -170,6 +171,8 @@ def parse_sets(items: list[str], method: str | None = None, allowed: set[str] | 
         if allowed is not None and target not in allowed:
             raise ConfigError(f"--set {item!r}: this command takes KEY=VALUE or "
                               f"{' / '.join(sorted(t + '.KEY=VALUE' for t in allowed))}")
+        if key in out.get(target, {}):
+            raise ConfigError(f"--set {target}.{key} is given twice; give it once")
         typed = typed_overrides(target, {key: value})
         out.setdefault(target, {}).update(typed)
     return out

@@ -51,17 +51,14 @@ local gradients there), so projection/look-ahead methods run with data paralleli
 A shard_model'ed module cannot be deep-copied (FSDP2 refuses), so shard the *working copy*: copy
 first, then :func:`shard_model`, then ``run_method`` (``unlearn`` deep-copies its input).
 
-Frozen reference models (npo, mox, scrub, bad_teacher keep one) under FSDP — what would be done;
-**not implemented**: ``frozen_copy`` deep-copies, which FSDP2 refuses. The reference is frozen, so
-(a) shard it the same way: build it from the unsharded model before sharding, ``requires_grad_(False)``,
-then :func:`shard_model` it with the same mesh: each process holds 1/W of it and its forward
-all-gathers one block at a time (memory 1/W, one extra all-gather per block and forward); or (b)
-offload it (``fully_shard(..., offload_policy=CPUOffloadPolicy())``) when GPU memory is the limit and
-its forwards are few; or (c) precompute its outputs once, since only they are used: NPO/SimNPO need
-the per-example log-likelihood log π_ref(y|x) of the forget examples (one float per example),
-SCRUB/bad_teacher/MOX-KL need its output distributions on the batches seen (large for LMs: V floats
-per token, so top-k or on-the-fly). (a) is the general one and costs nothing in code beyond
-constructing the reference before sharding.
+Frozen reference models (npo, graddiff-KL, rmu, scrub keep one) under FSDP: ``frozen_copy`` cannot
+deep-copy an FSDP2 module, so :func:`shard_model` with ``reference=True`` builds the reference from
+the unsharded model before sharding, freezes it and shards it the same way (each process holds 1/W
+of it; its forward all-gathers one block at a time), and ``frozen_copy`` returns it
+(tests/fsdp_worker.py: npo on 2 processes matches one). Not supported there: bad_teacher (its
+random teacher is a re-initialised copy), mox (arithmetic between θ and θ_ref parameters).
+Alternatives not implemented: offloading the reference (``CPUOffloadPolicy``), or precomputing its
+outputs once (NPO/SimNPO need one float per forget example).
 
 Launching (traps measured with Accelerate 1.15 on CPU): ``accelerate launch --cpu --num_processes 2``
 silently runs ONE process, and ``--multi_gpu`` on a machine without GPUs and without

@@ -65,7 +65,7 @@ PRETRAINED_METHODS: dict[str, dict[str, Any]] = {
     "rmu": {"alpha": 1.0, "steering_coeff": 2.0},   # configs/trainer/RMU.yaml: alpha 1, steering_coeff 2
     # ours: the seed methods' own learning rates follow the recipe's (their papers' vision values
     # are 1e-4..1e-2 for SGD on ResNets)
-    "entangle": {"phase1_lr": 1e-5, "phase2_lr": 1e-5},
+    "entangle": {"phase1_lr": 1e-5, "phase2_lr": 1e-5, "epochs": 0},  # epochs 0: its own phase counts
     "ieu": {"repair_lr": 1e-5},
 }
 SCALES = ("small", "pretrained")
@@ -125,7 +125,7 @@ def recipe_layers(*, kind: str = "image", scale: str | None = None, preset=None,
     if scale == "pretrained":
         layers.append(Layer("scale", "OpenUnlearning configs/trainer/finetune.yaml", dict(PRETRAINED_FINETUNE)))
     if preset is not None and preset.train:
-        values = {k: v for k, v in preset.train.items() if not (quick and k == "epochs")}
+        values = {k: v for k, v in preset.values("train").items() if not (quick and k == "epochs")}
         layers.append(Layer("preset", f"preset {preset.name} (bench/presets.py)", values))
     if quick and "epochs" not in overrides:
         layers.append(Layer("quick", "--quick (ours: a smoke run)", {"epochs": QUICK_TRAIN_EPOCHS}))
@@ -175,7 +175,7 @@ def config_layers(method: str, *, kind: str = "image", scale: str | None = None,
             layers.append(Layer("scale", "a pretrained language model (resolve.PRETRAINED_TEXT: OpenUnlearning's "
                                          "TOFU settings)", values))
     if preset is not None and method in preset.methods:
-        values = {k: v for k, v in preset.methods[method].items() if not (quick and k == "epochs")}
+        values = {k: v for k, v in preset.values(method).items() if not (quick and k == "epochs")}
         if values:
             layers.append(Layer("preset", f"preset {preset.name} (bench/presets.py)", values))
     if quick and method != REFERENCE and "epochs" not in overrides:

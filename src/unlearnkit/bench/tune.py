@@ -218,11 +218,12 @@ def prepare(request: TuneRequest) -> Tuning:
     tuning = Tuning(request, plan, source.kind, metric, direction, scenario, work, recipe, task, original, halves, dims)
     _reference(tuning)
     if tuning.kind == "text":
-        missing = [k for k in ("forget_quality", "model_utility") if k not in halves["validation"].reference]
+        # the original's audit, against the same reference (a model, or only its evaluation log)
+        original_metrics = audit(original, task, halves["validation"].split, plan.audits, ctx=halves["validation"].ctx)
+        missing = [k for k in ("forget_quality", "model_utility") if k not in original_metrics]
         if missing:
             raise ConfigError(f"tuning on text maximises forget quality at a utility floor; the audits "
                               f"{plan.audits} on {plan.data_key} give no {', '.join(missing)} (use the tofu audit)")
-        original_metrics = audit(original, task, halves["validation"].split, plan.audits, ctx=halves["validation"].ctx)
         tuning.floor = request.utility_floor * original_metrics["model_utility"]
     return tuning
 

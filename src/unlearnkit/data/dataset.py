@@ -7,6 +7,7 @@ through a ``DataLoader``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -99,3 +100,19 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
         parts = [d.gather(torch.arange(len(d))) for d in datasets]
         return TensorData(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     return torch.utils.data.ConcatDataset(list(datasets))
+
+
+def unreadable_arrow_file(folder: Path) -> Path | None:
+    """The first ``.arrow`` file under ``folder`` that pyarrow cannot read to its end (a truncated or
+    corrupt shard of a ``save_to_disk`` folder), or None."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    for arrow in sorted(Path(folder).rglob("*.arrow")):
+        try:
+            with pa.memory_map(str(arrow)) as source:
+                pa.ipc.open_stream(source).read_all()
+        except Exception:  # pyarrow raises several kinds for a bad file
+            return arrow
+    return None

@@ -36,6 +36,7 @@ from .images import (
     DecodeOptions, cached_arrays, channel_stats, check_options, decode_images, fingerprint, image_source, need_path,
 )
 from .sources import DataSource, data_source
+from .dataset import unreadable_arrow_file
 
 IMAGE_COLUMNS = ("image", "img")
 LABEL_COLUMNS = ("label", "labels", "fine_label")
@@ -48,6 +49,9 @@ def _load(root: Path):
     try:
         return datasets, datasets.load_from_disk(str(root))
     except Exception as exc:  # datasets raises several kinds for a folder it cannot read
+        broken = unreadable_arrow_file(root)
+        if broken is not None:
+            raise DataError(f"{broken}: a truncated or corrupt Arrow file in the dataset folder {root}") from None
         raise DataError(f"{root}: not a dataset folder written by save_to_disk ({type(exc).__name__}: {exc})") from None
 
 

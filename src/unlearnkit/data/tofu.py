@@ -59,6 +59,7 @@ import torch
 
 from ..errors import DataError
 from ..extras import require
+from .dataset import unreadable_arrow_file
 from .sources import DataSource, data_source
 from .text import DEFAULT_MAX_LENGTH, PROMPT, EvalSet, encode_qa, encode_qa_counted, warn_truncated
 from .tokenizer import DEFAULT_VOCAB_SIZE, cached_tokenizer, load_tokenizer
@@ -125,6 +126,9 @@ def _load_saved_dataset(path: Path) -> list[dict[str, Any]]:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises several kinds for a folder it cannot read
+        broken = unreadable_arrow_file(path)
+        if broken is not None:
+            raise DataError(f"{broken}: a truncated or corrupt Arrow file in the dataset folder {path}") from None
         raise DataError(f"{path}: not a dataset folder written by save_to_disk ({exc})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if len(loaded) != 1 and "train" not in loaded:

@@ -56,7 +56,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.dataset import iterate_batches, subset
-from ..errors import ConfigError
+from .. import distributed
+from ..errors import ConfigError, NotApplicable
 from ..models.registry import reinitialise
 from ..tasks.base import Task
 from .base import Method, MethodConfig, RunContext, register
@@ -102,6 +103,9 @@ class BadTeacherConfig(MethodConfig):
 
 def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
     """T_d: a frozen, eval-mode copy of ``model``'s architecture with fresh, seeded random weights."""
+    if distributed.is_sharded(model):  # its frozen reference is shared: re-initialising it would break T_s
+        raise NotApplicable("bad_teacher: its random teacher is a re-initialised copy, which an FSDP2-sharded "
+                            "model cannot give; run it data-parallel")
     return reinitialise(frozen_copy(model), seed=seed)
 
 
