@@ -28,11 +28,12 @@ PASSES: dict[str, float | None] = {
     "retrain": 1,        # retain fwd+bwd (training from scratch)
     "l1_sparse": 1,      # retain fwd+bwd; the L1 term is a parameter-wise op, no pass
     "neggrad_plus": 2,   # forget + retain fwd+bwd
-    "random_label": 2,   # relabelled forget + retain fwd+bwd
+    "random_label": 1,   # one fwd+bwd of a batch from relabelled forget ∪ retain (feed="union", the official code)
     "idk": 2,            # relabelled forget + retain fwd+bwd (random_label with retain weight α)
     "graddiff": 2,       # forget + retain fwd+bwd (retain_loss="nll")
     "simnpo": 2,         # forget + retain fwd+bwd, no reference model
-    "salun": 2,          # random-label forget + retain fwd+bwd; the saliency mask is built once
+    "salun": 1,          # as random_label (feed="union"); the saliency mask is built once
+    "idk_dpo": 3.67,     # refusal + forget answer fwd+bwd, their two reference fwds, retain fwd+bwd
     "ieu": 2,            # forget + retain fwd+bwd; decay and noise are parameter-wise ops
     "npo": 2 + 1 / 3,    # forget + retain fwd+bwd, frozen-reference forward on forget
     "mox": 2 + 1 / 3,    # memorisation: forget + retain fwd+bwd, frozen-reference forward on retain (KL)

@@ -91,6 +91,8 @@ def test_killed_process_resumes_without_loss(tmp_path):
 def test_original_model_is_cached(tmp_path, monkeypatch):
     import unlearnkit.bench.originals as originals
 
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))  # not the session's shared cache
+
     trainings = []
     real_fit = originals.fit
     monkeypatch.setattr(originals, "fit", lambda *a, **k: trainings.append(1) or real_fit(*a, **k))

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", help="a paper's protocol (cifar10-resnet18, cifar100-subclass): model, scenarios, "
                                         "seeds, audits, the original's recipe, the methods' hyper-parameters and the "
                                         "table layout; explicit flags and --set win")
+    bench.add_argument("--original", metavar="FILE",
+                       help="your trained classifier as the original (safetensors, or a torch.save state dict such "
+                            "as SalUn's {'state_dict': …}; read without unpickling code), --model naming its "
+                            "architecture; default: the original unlearnkit trains and caches")
     bench.add_argument("--forget", action="append", metavar="SPEC",
                        help="class:K[,K...] | subclass:K | random:P | indices:PATH | a split the data names "
                             "(e.g. forget05); repeatable (default: the data's, e.g. class:0 and random:0.1 for digits)")
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to forget: class:K, subclass:K, random:P, indices:PATH or a named split")
     forget.add_argument("--method", required=True, help="the unlearning method (see `unlearnkit methods`)")
     forget.add_argument("--checkpoint", type=Path, metavar="CKPT",
-                        help="the trained classifier (safetensors); --model names its architecture")
+                        help="the trained classifier (safetensors, or a torch.save state dict such as SalUn's "
+                             "{'state_dict': …}; read without unpickling code); --model names its architecture")
     forget.add_argument("--arch", help=argparse.SUPPRESS)  # deprecated spelling of --model (one release)
     forget.add_argument("--audits", type=_csv, help="audit families (default: the data's)")
     forget.add_argument("--retrain", action="store_true",
@@ -99,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--kind", choices=("image", "text"), default="image",
                          help="the data kind whose defaults to show (default: image)")
     methods.add_argument("--preset", help="also apply a preset's hyper-parameters")
+    methods.add_argument("--scale", choices=("small", "pretrained"),
+                         help="text only: pretrained = the recipe for a pretrained --hf-model (OpenUnlearning's)")
 
     convert = sub.add_parser("convert-gguf", help="convert a GGUF checkpoint into a save_pretrained folder "
                                                   "(model + tokenizer) that --hf-model reads",
@@ -109,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a new folder for the converted model")
     convert.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                          help="dtype of the saved weights (default: auto, what the de-quantisation gives)")
+
+    verify = sub.add_parser("verify", help="recompute every hash a deletion record cites (forgotten ids, data, "
+                                           "input and output models); exit 1 on any mismatch",
+                            description="Recompute the forgotten ids' SHA-256 from the data, forget spec and split "
+                                        "seed, the data fingerprint, and the input and output models' hashes of a "
+                                        "record.json written by `unlearnkit forget`; print one line per check (ok, "
+                                        "MISMATCH, MISSING, skipped) and exit 1 if any is MISMATCH or MISSING.")
+    add_verbose(verify)
+    verify.add_argument("record", type=Path, metavar="RECORD", help="the record.json (or the folder holding it)")
     return parser
 
 
@@ -137,7 +153,7 @@ def cmd_bench(args) -> int:
         hf_model=args.hf_model, data_options=parse_data_options(args.data_options, args.data),
         precision=precision_of(args), workers=args.workers, executor=args.executor, slurm=_parse_slurm(args.slurm),
         preset=args.preset, log_dir=args.log_dir, retain_model=args.retain_model, retain_logs=args.retain_logs,
-        lm=lm_options_of(args),
+        lm=lm_options_of(args), original=args.original,
     )
     if args.sweep:
         from .bench.sweep import load_sweep
@@ -211,13 +227,21 @@ def cmd_methods(args) -> int:
     from .resolve import explain_config, resolve_config
 
     for name, cls in METHODS.items():
-        config = resolve_config(name, kind=args.kind, preset=args.preset).to_dict()
-        origin = explain_config(name, kind=args.kind, preset=args.preset)
+        config = resolve_config(name, kind=args.kind, scale=args.scale, preset=args.preset).to_dict()
+        origin = explain_config(name, kind=args.kind, scale=args.scale, preset=args.preset)
         values = " ".join(f"{k}={v}" + (f"({origin[k]})" if origin.get(k, "defaults") != "defaults" else "")
                           for k, v in config.items())
         print(f"{name:<14} {cls.summary}")
         print(f"{'':<14} {values}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import format_report, verify_record
+
+    checks = verify_record(args.record)
+    print(format_report(checks))
+    return 1 if any(check.failed for check in checks) else 0
 
 
 def cmd_convert_gguf(args) -> int:
@@ -237,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         from .report import cli as report_cli
 
         commands = {"bench": cmd_bench, "forget": cmd_forget, "tune": tune_cli.run, "report": report_cli.run,
-                    "methods": cmd_methods, "convert-gguf": cmd_convert_gguf}
+                    "methods": cmd_methods, "convert-gguf": cmd_convert_gguf,
+                    "verify": cmd_verify}
         return commands[args.command](args)
     except UnlearnkitError as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)

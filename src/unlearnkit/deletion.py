@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import html
 import json
 import platform
@@ -47,6 +46,7 @@ from .bench.runner import REFERENCE, BenchPlan, shadow_trainer, versions
 from .bench.workload import workload_for
 from .checkpoints import load_weights, save_weights, sha256_file, sha256_state
 from .data.forget import make_split
+from .data.split import forget_ids_sha256
 from .data.sources import load_data
 from .errors import CheckpointError, ConfigError
 from .devices import resolve_device
@@ -109,9 +109,9 @@ class ForgetRequest:
 
 
 def sha256_ids(ids: torch.Tensor) -> str:
-    """SHA-256 of the sorted row ids, written as a JSON list (``[3, 17, …]``): reproducible by anyone."""
-    text = json.dumps(sorted(int(i) for i in ids), separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of the sorted row ids in the one canonical form (``data.split.forget_ids_sha256``:
+    a JSON list without spaces, ``[3,17,42]``, UTF-8): reproducible by anyone."""
+    return forget_ids_sha256(ids)
 
 
 def _load_source(req: ForgetRequest):
@@ -126,16 +126,18 @@ def _original(req: ForgetRequest, given, split, task, plan, recipe, work, device
     source = split.source  # for subclass:K, the coarse-label problem the model must solve
     if given is not None:
         return given.to(device), {"kind": "hf_model", "path": str(req.hf_model), "sha256": sha256_state(given)}, None
-    if req.checkpoint:
+    if req.checkpoint:  # safetensors or a torch.save state dict (never unpickled beyond tensors)
+        from .checkpoints import load_into
+
         make = lambda seed: build_model(req.arch, source.input_shape, source.num_classes, seed=seed)  # noqa: E731
-        model = load_weights(make(0), req.checkpoint).to(device)
-        origin = {"kind": "checkpoint", "path": str(req.checkpoint), "arch": req.arch,
-                  "sha256": sha256_file(req.checkpoint)}
-        return model, origin, make
+        model = make(0)
+        loaded = load_into(model, req.checkpoint, arch=req.arch)
+        origin = {"kind": "checkpoint", **loaded, "path": str(req.checkpoint)}
+        return model.to(device), origin, make
     # the embedded default's original, trained once and cached as bench does
     make = lambda seed: work.make_model(plan.model, source, seed)  # noqa: E731
     model = original_model(source, plan.data_key, plan.model, task, recipe, RunContext(device=device), make)
-    cached = original_path(f"{plan.data_key}|{source.name}", model, plan.model, recipe)
+    cached = original_path(f"{plan.data_key}|{source.name}", model, plan.model, recipe, source.fingerprint())
     origin = {"kind": "cached original (trained by unlearnkit)", "arch": plan.model, "path": str(cached),
               "sha256": sha256_file(cached), "train_config": recipe.to_dict()}
     return model, origin, make
@@ -217,7 +219,14 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
             "data": req.data, "data_options": dict(req.data_options), "forget": req.forget,
             "forget_examples": int(len(split.forget_idx)), "retain_examples": int(len(split.retain_idx)),
             "forget_ids_sha256": sha256_ids(split.forget_idx),
-            "forget_ids_note": "SHA-256 of the JSON list of the sorted training-set row ids of the forgotten examples",
+            "forget_ids_note": "SHA-256 of the sorted training-set row ids of the forgotten examples, written as a "
+                               "JSON list without spaces ([3,17,42]) and encoded as UTF-8",
+            "data_fingerprint": split.source.fingerprint(),
+            "data_fingerprint_note": "SHA-256 of the loaded data's contents (unlearnkit DataSource.fingerprint: "
+                                     "inputs, labels, class names, groups, image pipeline; for subclass:K the "
+                                     "group-labelled data the model was trained on)",
+            "data_loader_options": _loader_options(req, model),
+            "how_to_verify": _how_to_verify(req, _loader_options(req, model)),
         },
         "method": {"name": req.method, "summary": METHODS.get(req.method).summary, "config": config.to_dict()},
         "seeds": {"unlearn": req.seed, "split": req.split_seed, "train": req.train_seed},
@@ -240,6 +249,39 @@ def _finish(req, started, source, split, task, plan, recipe, work, model, origin
     _write_atomic(out / "record.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     _write_atomic(out / "record.html", render_record_html(record))
     return record
+
+
+def _loader_options(req: ForgetRequest, model) -> dict[str, Any]:
+    """The keyword arguments the data was loaded with (``load_data(data, **these)``), as JSON; for a
+    language model also the tokenizer's folder and the options it was loaded with."""
+    options = req.lm.loader_options(req.data, req.data_options, model=model if req.hf_model else None)
+    out = json.loads(json.dumps(options, default=str))
+    if req.hf_model:
+        out = {"options": out, "tokenizer": str(req.hf_model), "lm": json.loads(json.dumps(
+            dataclasses.asdict(req.lm), default=str))}
+    return out
+
+
+def _how_to_verify(req: ForgetRequest, loader_options: dict[str, Any]) -> dict[str, Any]:
+    """The command that re-checks every hash of the record, and three lines of Python that recompute
+    the forgotten ids' hash (and the data fingerprint) by hand."""
+    out = Path(req.out) / "record.json"
+    options = loader_options["options"] if req.hf_model else loader_options
+    load = f"load_data({req.data!r}{''.join(f', {k}={v!r}' for k, v in options.items())}" + (
+        f", tokenizer=load_hf_tokenizer({str(req.hf_model)!r}))" if req.hf_model else ")")
+    first = "from unlearnkit import load_data, make_split; from unlearnkit.data.split import forget_ids_sha256"
+    if req.hf_model:
+        first += "; from unlearnkit.models.hf import load_hf_tokenizer"
+    return {
+        "command": f"unlearnkit verify {shlex.quote(str(out))}",
+        "python": [
+            first,
+            f"split = make_split({load}, {req.forget!r}, seed={req.split_seed})",
+            "print(forget_ids_sha256(split.forget_idx), split.source.fingerprint())  "
+            "# = forget_ids_sha256, data_fingerprint",
+        ],
+        "by_hand": "hashlib.sha256(json.dumps(sorted(set(ids)), separators=(',', ':')).encode()).hexdigest()",
+    }
 
 
 def _retrain_reference(req, model, task, split, recipe, plan, make, device) -> dict | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -107,6 +108,9 @@ class BenchPlan:
     retain_model: str | None = None
     retain_logs: str | None = None
     log_dir: Path | None = None  # each cell's training curve as CSV (LOG_DIR/<cell>.csv)
+    # a user's trained classifier (safetensors or a torch.save state dict, architecture ``model``) as the
+    # original, instead of the cached one unlearnkit trains (images; a language model is ``hf_model``)
+    original: str | None = None
 
     @property
     def data_key(self) -> str:
@@ -204,9 +208,16 @@ def cell_id(plan: BenchPlan, scenario: str, method: str, seed: int, config: dict
         fields["precision"] = dataclasses.asdict(plan.precision)
     if plan.lm.lora:  # unlearning through adapters is another run
         fields["lora"] = plan.lm.lora_settings()
+    if plan.original:  # the user's own original: its content, not its path
+        fields["original"] = _file_sha256(plan.original)
     payload = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return f"{plan.data_key}|{plan.model}|{scenario}|split{plan.split_seed}|{method}|{seed}|{digest}"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str) -> str:
+    return sha256_file(path)
 
 
 def reference_path(out: Path, cell: str) -> Path:
@@ -223,10 +234,16 @@ def load_source(plan: BenchPlan, device: torch.device) -> tuple[DataSource, nn.M
 
 
 def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfig, device: torch.device,
-                    given: nn.Module | None = None) -> dict[str, tuple]:
+                    given: nn.Module | None = None, info: dict | None = None) -> dict[str, tuple]:
     """One (task, original model, shadow trainer) per labelling of the splits' data, keyed by the
     source's name: a subclass:K scenario trains on the coarse-group labels. Originals come from the
-    cache (trained there on first use) unless ``given``."""
+    cache (trained there on first use) unless ``given`` (a user's language model) or ``plan.original``
+    (a user's classifier file, read by ``checkpoints.load_into``: it is the original of every labelling,
+    so it must fit each). ``info``, when given, is filled with what the records say about that file
+    (``record["original"]``: path, SHA-256, format, layout)."""
+    if plan.original and (given is not None or work.kind != "image"):
+        raise ConfigError("--original FILE is an image classifier's checkpoint (with --model ARCH); a language "
+                          "model is given with --hf-model DIR")
     originals: dict[str, tuple] = {}
     for split in splits:
         src = split.source
@@ -235,6 +252,15 @@ def build_originals(plan: BenchPlan, splits, work: Workload, recipe: MethodConfi
             if given is not None:
                 model = given
                 make = lambda seed: reinitialise(copy.deepcopy(given), seed)  # noqa: E731  same architecture
+            elif plan.original:  # the user's file replaces the cached original
+                from ..checkpoints import load_into
+
+                make = lambda seed, src=src: work.make_model(plan.model, src, seed)  # noqa: E731
+                model = make(recipe.seed)
+                loaded = load_into(model, plan.original, arch=plan.model)
+                model = model.to(device)
+                if info is not None:
+                    info.update({"kind": "file", **loaded})
             else:
                 make = lambda seed, src=src: work.make_model(plan.model, src, seed)  # noqa: E731
                 model = original_model(src, plan.data_key, plan.model, task, recipe, RunContext(device=device), make)
@@ -257,6 +283,7 @@ class _Setup:
     out: Path
     # the given reference (``--retain-model`` / ``--retain-logs``): (model or None, logs or None, record info)
     reference: tuple = (None, None, None)
+    original: dict | None = None  # a given original file (``plan.original``): what each record says about it
 
 
 def load_reference(plan: BenchPlan, device: torch.device) -> tuple:
@@ -292,9 +319,10 @@ def _setup(plan: BenchPlan) -> _Setup:
     work = workload_for(source)
     recipe = plan.recipe(work)
     splits = {scenario: make_split(source, scenario, seed=plan.split_seed) for scenario in plan.scenarios}
-    originals = build_originals(plan, splits.values(), work, recipe, device, given)
+    original: dict = {}
+    originals = build_originals(plan, splits.values(), work, recipe, device, given, info=original)
     reference = load_reference(plan, device)
-    return _Setup(plan, runs, work, recipe, splits, originals, device, Path(plan.out), reference)
+    return _Setup(plan, runs, work, recipe, splits, originals, device, Path(plan.out), reference, original or None)
 
 
 def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: list | None = None,
@@ -332,6 +360,12 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
                 record, model = run_cell(plan, cell, scenario, split, method, seed, config, setup.recipe,
                                          original, task, audit_ctx, reference_metrics)
             record["reference"] = reference_info
+            record["threads"] = torch.get_num_threads()  # results may move at rounding level across counts
+            if model is not None:  # the unlearned weights, to compare reruns bit for bit
+                record["weights_sha256"] = sha256_state(model)
+            record["data_fingerprint"] = split.source.fingerprint()  # the data this cell's original trained on
+            if setup.original:
+                record["original"] = setup.original
             if run.label != method:
                 record["label"] = run.label
             if method == REFERENCE and given_model is None and model is not None and distributed.is_main():
@@ -369,7 +403,25 @@ def evaluate_reference(plan, cell, scenario, split, seed, model, recipe, task, a
     }
     if audit_ctx.curves:
         record["curves"] = audit_ctx.curves
+    written = _write_retain_logs(plan, scenario, split, audit_ctx)
+    if written is not None:
+        record["retain_logs_written"] = str(written)
     return record, model
+
+
+def _write_retain_logs(plan, scenario, split, audit_ctx) -> Path | None:
+    """The given retain model's TOFU evaluation (per-item forget truth ratios, Min-K AUC) as a
+    ``--retain-logs`` file (OUT/references/retain-eval-<scenario>-<hash>.json), for later runs without
+    the model. None when the audits computed none (no tofu audit)."""
+    cached = audit_ctx.cache.get(("tofu", split.spec))
+    if not cached or not distributed.is_main() or cached[1].get("truth_ratios") is None:
+        return None
+    from ..audits.reference_logs import retain_logs_json
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", scenario)
+    path = Path(plan.out) / "references" / f"retain-eval-{name}-{sha256_state(cached[0])[:12]}.json"
+    write_text_atomic(path, retain_logs_json(cached[1]["truth_ratios"], cached[1]["mink_auc"]))
+    return path
 
 
 def plan_cells(plan: BenchPlan) -> list[dict]:
@@ -624,6 +676,9 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
     seconds = time.perf_counter() - start
     if method == REFERENCE:
         audit_ctx.retrain = unlearned  # audits that compare with retrain see it on its own row too
+    audit_ctx.unlearner = lambda model, shadow_split, shadow_seed: run_method(  # U-LiRA's shadows: this cell's method
+        method, copy.deepcopy(model), task, shadow_split, replace(config, seed=shadow_seed),
+        RunContext(device=device, generator=seed_everything(shadow_seed), precision=plan.precision))
     audit_ctx.curves = {}  # this cell's curves only (the context is shared by the scenario's cells)
     metrics = distributed.on_main(audit, unlearned, task, split, plan.audits, ctx=audit_ctx)
     reference = metrics if method == REFERENCE else reference_metrics

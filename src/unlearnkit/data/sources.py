@@ -69,6 +69,91 @@ class DataSource:
     def describe(self) -> str:
         return f"{self.name}: {len(self.train)} train / {len(self.test)} test, {self.num_classes} classes"
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the data's contents: what changes when any example, label or class does.
+
+        Hashed, in this order: the kind, class count, input shape, class names, class→group map, the
+        image pipeline's settings (normalisation, augmentation: how pixels become inputs), then for
+        ``train`` and ``test`` every example in order — for in-memory data (:class:`TensorData`, all
+        built-in loaders) the input and label tensors as stored (dtype, shape, raw bytes; an index
+        view: the rows it selects); for any other ``Dataset`` each ``dataset[i]`` it yields (tensors,
+        arrays, numbers, strings; other objects by type name only) — then ``fine_labels``, the named
+        splits and the evaluation sets (text). Not hashed: the name and path the data was loaded
+        from (the same contents elsewhere give the same fingerprint), the tokenizer (its effect is
+        in the token ids), the default scenarios/audits. Computed once and kept on this object: a
+        source's tensors are not changed after loading."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
+        import dataclasses
+        import hashlib
+        import json
+
+        import numpy as np
+
+        digest = hashlib.sha256(b"unlearnkit data fingerprint v1\n")
+
+        def text(value) -> None:
+            digest.update(json.dumps(value, sort_keys=True, default=str).encode() + b"\n")
+
+        def tensor(t) -> None:
+            t = torch.as_tensor(t).detach().to("cpu").contiguous()
+            text(["tensor", str(t.dtype), list(t.shape)])
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())
+
+        def value(v) -> None:  # one example, an eval set, a nested container
+            if isinstance(v, TensorData):
+                x, y = (v.x, v.y) if v.index is None else v.gather(torch.arange(len(v)))  # the rows it shows
+                text("TensorData")
+                tensor(x)
+                tensor(y)
+            elif isinstance(v, torch.Tensor):
+                tensor(v)
+            elif isinstance(v, np.ndarray):
+                tensor(torch.from_numpy(np.ascontiguousarray(v)))
+            elif isinstance(v, (str, int, float, bool)) or v is None:
+                text([type(v).__name__, v])
+            elif isinstance(v, dict):
+                text(["dict", len(v)])
+                for key in sorted(v, key=str):
+                    text(str(key))
+                    value(v[key])
+            elif isinstance(v, (list, tuple)):
+                text([type(v).__name__, len(v)])
+                for item in v:
+                    value(item)
+            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+                text(["dataclass", type(v).__name__])
+                for f in dataclasses.fields(v):
+                    text(f.name)
+                    value(getattr(v, f.name))
+            elif hasattr(v, "__array__"):  # e.g. a PIL image
+                value(np.asarray(v))
+            else:
+                text(["object", type(v).__name__])
+
+        def dataset(ds) -> None:
+            if isinstance(ds, TensorData):
+                value(ds)
+                return
+            text(["Dataset", type(ds).__name__, len(ds)])
+            for i in range(len(ds)):
+                value(ds[i])
+
+        text({"kind": self.kind, "num_classes": self.num_classes, "input_shape": list(self.input_shape),
+              "class_names": list(self.class_names),
+              "groups": None if self.groups is None else sorted((int(k), int(g)) for k, g in self.groups.items()),
+              "pipeline": None if self.pipeline is None else dataclasses.asdict(self.pipeline)})
+        for part, ds in (("train", self.train), ("test", self.test)):
+            text(part)
+            dataset(ds)
+        value(None if self.fine_labels is None else list(self.fine_labels))
+        value({name: list(pair) for name, pair in self.named_splits.items()})
+        value(dict(self.evals))
+        self.__dict__["_fingerprint"] = digest.hexdigest()
+        return self.__dict__["_fingerprint"]
+
 
 # A loader takes the optional PATH part of ``NAME:PATH`` and returns a DataSource.
 DATA_SOURCES: Registry[Callable[[str | None], DataSource]] = Registry("data source")

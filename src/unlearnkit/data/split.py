@@ -6,7 +6,9 @@ non-empty) so no method ever handles raw indices.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torch.utils.data import Dataset
@@ -14,6 +16,22 @@ from torch.utils.data import Dataset
 from ..errors import SpecError
 from .dataset import subset
 from .sources import DataSource
+
+
+def canonical_ids(ids: Iterable[int] | torch.Tensor) -> str:
+    """The one written form of a set of training-set row ids: sorted, each once, as a JSON list
+    without spaces (``[3,17,42]``)."""
+    values = ids.flatten().tolist() if isinstance(ids, torch.Tensor) else ids
+    return json.dumps(sorted({int(i) for i in values}), separators=(",", ":"))
+
+
+def forget_ids_sha256(ids: Iterable[int] | torch.Tensor) -> str:
+    """SHA-256 (hex) of :func:`canonical_ids` encoded as UTF-8: the hash a deletion record cites for
+    the forgotten examples. Anyone can recompute it without unlearnkit::
+
+        hashlib.sha256(json.dumps(sorted(set(ids)), separators=(",", ":")).encode()).hexdigest()
+    """
+    return hashlib.sha256(canonical_ids(ids).encode("utf-8")).hexdigest()
 
 
 def _as_index(values, what: str) -> torch.Tensor:
@@ -90,9 +108,8 @@ class Split:
         return self.source.num_classes
 
     def forget_ids_sha256(self) -> str:
-        """SHA-256 of the sorted forget indices (what a deletion record cites)."""
-        text = ",".join(str(i) for i in self.forget_idx.tolist())
-        return hashlib.sha256(text.encode()).hexdigest()
+        """SHA-256 of the sorted forget indices (what a deletion record cites; :func:`forget_ids_sha256`)."""
+        return forget_ids_sha256(self.forget_idx)
 
     def __repr__(self) -> str:
         return f"Split({self.describe()}, source={self.source.name})"
