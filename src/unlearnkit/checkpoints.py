@@ -65,6 +65,8 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, *, overwrite: 
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # e.g. a full disk: nothing is left under the final name
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({exc})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
