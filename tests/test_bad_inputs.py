@@ -169,3 +169,23 @@ def test_a_full_disk_fails_cleanly(tmp_path, capsys, monkeypatch):
         assert not (out / "record.json").exists()  # no half-written record under the final name
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_misconfigured_cell_fails_the_bench_but_a_declared_inapplicability_does_not(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    common = ["bench", "--model", "mlp", "--seeds", "1", "--audits", "accuracy",
+              "--set", "train.epochs=2", "--set", "retrain.epochs=1"]
+    out = tmp_path / "out"
+    # scrub runs its own loop: grad_accum=2 is a ConfigError when the cell runs → the cell fails
+    code = main([*common, "--forget", "class:1", "--methods", "ga,scrub", "--set", "ga.epochs=1", "--set", "scrub.grad_accum=2",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 cell(s) failed" in err and "scrub" in err and "grad_accum=1" in err
+    stored = [json.loads(line)["method"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert stored == ["retrain", "ga"]  # the failed cell is not stored: a rerun retries it
+    # entangle asked for the split's adjacent examples on a split that has none: not applicable, exit 0
+    code = main([*common, "--forget", "random:0.1", "--methods", "entangle", "--set", "entangle.adjacency=split",
+                 "--out", str(tmp_path / "b")])
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "not applicable"]

@@ -172,6 +172,13 @@ def cmd_bench(args) -> int:
         print(print_table(records, columns, headers, fmt=args.format))
         if args.format == "table":
             print(f"\nresults: {Path(args.out) / 'results.jsonl'} (and results.csv)")
+        failed = [r for r in records if r.get("status") == "failed"]
+        if failed:
+            print(f"unlearnkit: error: {len(failed)} cell(s) failed (not stored; a rerun retries them):", file=sys.stderr)
+            for record in failed:
+                print(f"  {record['scenario']} {record.get('label', record['method'])} seed {record['seed']}: "
+                      f"{record['error']}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -36,7 +36,7 @@ from ..audits.gap import gaps_to_retrain
 from ..checkpoints import load_weights, save_weights, sha256_file, sha256_state
 from ..data.forget import make_split
 from ..data.sources import DataSource, load_data
-from ..errors import ConfigError, DivergenceError
+from ..errors import ConfigError, DivergenceError, NotApplicable, UnlearnkitError
 from ..methods.api import build_config
 from ..methods.base import METHODS, MethodConfig, RunContext, run_method
 from ..methods.callbacks import CSVLogger, History
@@ -370,7 +370,8 @@ def _run_group(setup: _Setup, scenario: str, seed: int, lookup, on_new, budget: 
                 record["label"] = run.label
             if method == REFERENCE and given_model is None and model is not None and distributed.is_main():
                 save_weights(model, reference_file, overwrite=True)  # our own file, for later audits
-            on_new(record)
+            if record["status"] != "failed":  # a failed cell is not stored: a rerun retries it
+                on_new(record)
             prefix, suffix = _counted(progress, True)
             log.info("%s%s %s seed %d: %s%s", prefix, scenario, run.label, seed, _brief(record), suffix)
         else:
@@ -669,9 +670,13 @@ def run_cell(plan, cell, scenario, split, method, seed, config, recipe, original
         if log_file is not None and log_file.exists():
             record["log_file"] = str(log_file)
         return record, None
-    except ConfigError as exc:  # e.g. a method that needs class labels, on text: recorded, the bench goes on
+    except NotApplicable as exc:  # the method's declared inapplicability to this data: recorded, the bench goes on
         log.warning("%s on %s: not applicable (%s)", method, scenario, exc)
         record.update(status="not applicable", error=str(exc), metrics={})
+        return record, None
+    except UnlearnkitError as exc:  # a misconfiguration is an error, not a table cell: not stored, reported at the end
+        log.error("%s on %s seed %d failed: %s", method, scenario, seed, exc)
+        record.update(status="failed", error=str(exc), metrics={})
         return record, None
     seconds = time.perf_counter() - start
     if method == REFERENCE:
