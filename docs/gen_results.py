@@ -69,7 +69,7 @@ def _number(value: float, column: str) -> str:
 
 def _cell(value, column: str, seeds: int) -> str:
     mean, std = value
-    if seeds > 1:
+    if seeds > 1 and std == std:  # a NaN std: a number of the seed means (Avg Gap), no spread
         return f"{_number(mean, column)} ± {_number(std, column)}"
     return _number(mean, column)
 

@@ -1,6 +1,7 @@
 """Relearning convergence delay (audits/relearn.py): known answers, censoring, determinism."""
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -173,3 +174,113 @@ def test_loss_rise_flags_an_unstable_relearning(trained_mlp, task, digits):
     assert stable["rcd_loss_rise"] == pytest.approx(0.0, abs=1e-5)
     unstable = relearn_audit(trained_mlp, task, split, ctx, RelearnConfig(lr=5.0, steps=5))  # GD overshoots
     assert unstable["rcd_loss_rise"] > 1.0
+
+
+# --- the rescaled recipe (issue 16): normalisation-fed weights at the original's norms, median over an lr grid ---
+
+from unlearnkit import build_model, fit  # noqa: E402
+from unlearnkit.audits.relearn import (  # noqa: E402
+    PLAIN, median_run, norm_fed_layers, relearn_grid, rescale_to_reference,
+)
+from unlearnkit.methods import RunContext, TrainConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cnn_pair(digits, task):
+    """A small conv–BN network trained on digits, and a copy whose conv weights were shrunk 4× with
+    the BatchNorm statistics following (the same function in eval mode; what a decay towards zero
+    under batch norm leaves, at a 16× higher effective learning rate)."""
+    original = build_model("cnn", digits.input_shape, digits.num_classes, seed=0)
+    fit(original, task, digits.train, TrainConfig(epochs=2, lr=0.05), RunContext(generator=torch.Generator()))
+    original.eval()
+    shrunk = copy.deepcopy(original)
+    with torch.no_grad():
+        for index in (0, 3, 7):  # the three conv layers of models/classifiers.py small_cnn, each before a BatchNorm
+            shrunk[index].weight.mul_(0.25)
+            shrunk[index + 1].running_mean.mul_(0.25)
+            shrunk[index + 1].running_var.mul_(0.0625)
+    return original, shrunk
+
+
+def _logits(model, data):
+    return model(data.gather(torch.arange(len(data)))[0]).detach()
+
+
+def test_norm_fed_layers_follow_the_data_flow(cnn_pair, trained_mlp, task, class_split):
+    original, _ = cnn_pair
+    assert norm_fed_layers(original, task, class_split.forget, AuditContext()) == {"0": ["1"], "3": ["4"], "7": ["8"]}
+    assert norm_fed_layers(trained_mlp, task, class_split.forget, AuditContext()) == {}  # no norm layer
+
+
+def test_rescaling_restores_the_norms_exactly(cnn_pair, task, class_split):
+    original, shrunk = cnn_pair
+    work = copy.deepcopy(shrunk).eval()
+    with torch.no_grad():
+        before = _logits(work, class_split.forget)
+        count = rescale_to_reference(work, original, norm_fed_layers(work, task, class_split.forget, AuditContext()))
+        after = _logits(work, class_split.forget)
+    assert count == 3
+    for index in (0, 3, 7):
+        assert torch.linalg.vector_norm(work[index].weight).item() == pytest.approx(
+            torch.linalg.vector_norm(original[index].weight).item(), rel=1e-6)
+        assert torch.allclose(work[index].weight, original[index].weight, rtol=1e-5, atol=1e-7)  # direction kept too
+        assert torch.allclose(work[index + 1].running_var, original[index + 1].running_var, rtol=1e-5)
+    assert torch.equal(work[-1].weight, shrunk[-1].weight)  # the head feeds no norm layer: untouched
+    with torch.no_grad():
+        assert torch.allclose(after, _logits(original, class_split.forget), atol=1e-4)  # the original's scale again
+    # the same function as before rescaling, up to the BatchNorm ε (1e-5, 16× larger against the shrunk variances)
+    assert torch.allclose(before, after, atol=2e-2)
+
+
+def test_audit_reports_the_median_over_the_grid(forgotten, trained_mlp, task, class_split):
+    config = RelearnConfig(lr=0.02, steps=40, lr_grid=(0.5, 1.0, 2.0))
+    metrics = relearn_audit(forgotten, task, class_split, AuditContext(original=trained_mlp), config)
+    delays = [relearn_curve(forgotten, task, class_split.forget, RelearnConfig(lr=lr, steps=40, rescale=False),
+                            original=trained_mlp).rcd for lr in (0.01, 0.02, 0.04)]
+    assert len(set(delays)) == 3  # the grid matters here: three different delays
+    assert metrics["rcd"] == sorted(delays)[1]
+    assert (metrics["rcd_grid_min"], metrics["rcd_grid_max"]) == (min(delays), max(delays))
+    assert metrics["rcd_rescaled"] == 0  # an MLP: nothing feeds a norm layer
+    curves = relearn_grid(forgotten, task, class_split.forget, config, original=trained_mlp)
+    assert [c.lr for c in curves] == [0.01, 0.02, 0.04] and [c.rcd for c in curves] == delays
+    rcd, middle = median_run(curves)
+    assert rcd == metrics["rcd"] and middle.rcd == rcd
+    assert median_run(curves[:2])[0] == (delays[0] + delays[1]) / 2  # an even grid: the mean of the middle two
+
+
+def _plain_gd_accuracies(model, task, data, lr, steps):
+    """The earlier recipe by hand: full-batch SGD in eval mode, forget accuracy before each step."""
+    work = copy.deepcopy(model).eval()
+    optimizer = torch.optim.SGD(work.parameters(), lr=lr)
+    x, y = data.gather(torch.arange(len(data)))
+    accuracies = []
+    for t in range(steps + 1):
+        accuracies.append(_acc(work, task, data))
+        if t == steps:
+            break
+        optimizer.zero_grad()
+        task.loss(work, (x, y)).mean().backward()
+        optimizer.step()
+    return accuracies
+
+
+def test_plain_recipe_is_the_earlier_one(cnn_pair, task, class_split):
+    original, shrunk = cnn_pair
+    forget = relearn_subset(class_split.forget, PLAIN, 0)
+    config = replace(PLAIN, steps=6)
+    curve = relearn_curve(shrunk, task, class_split.forget, config, original=original, ctx=AuditContext())
+    assert curve.rescaled == 0
+    assert curve.forget_acc == pytest.approx(_plain_gd_accuracies(shrunk, task, forget, 0.01, 6), abs=1e-9)
+    metrics = relearn_audit(shrunk, task, class_split, AuditContext(original=original), config)
+    assert metrics["rcd"] == curve.rcd and metrics["rcd_rescaled"] == 0
+    assert metrics["rcd_grid_min"] == metrics["rcd_grid_max"] == curve.rcd
+    # the default recipe rescales the three conv weights first, then relearns from the original's scale
+    rescaled = relearn_audit(shrunk, task, class_split, AuditContext(original=original), replace(RelearnConfig(), steps=6))
+    assert rescaled["rcd_rescaled"] == 3
+
+
+def test_grid_config_checks():
+    assert RelearnConfig(lr_grid=[1, 2]).lr_grid == (1.0, 2.0)
+    for bad in ((), (-1.0,)):
+        with pytest.raises(ConfigError):
+            RelearnConfig(lr_grid=bad)

@@ -8,12 +8,14 @@ from torch import nn
 
 from ..data.split import Split
 from ..tasks.base import Task
+from . import ulira  # noqa: F401  (registers the ulira family)
 from .base import AUDITS, AuditContext
 from .gap import gaps_to_retrain
 
-# The quick default fits the 5-minute benchmark; --full adds the shadow-model attack.
+# The quick default fits the 5-minute benchmark; --full adds the shadow-model attacks: LiRA
+# training-set membership (``lira``) and U-LiRA, unlearned vs retrained (``ulira``).
 DEFAULT_AUDITS = ("accuracy", "mia", "relearn", "weights")
-FULL_AUDITS = ("accuracy", "mia", "relearn", "weights", "lira")
+FULL_AUDITS = ("accuracy", "mia", "relearn", "weights", "lira", "ulira")
 
 
 def audit(

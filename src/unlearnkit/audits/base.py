@@ -20,12 +20,18 @@ from ..tasks.base import Task
 # Builds a fresh model and trains it on a dataset with a seed (shadow models); supplied by the
 # caller (the benchmark passes the original model's recipe), so audits never import methods.
 Trainer = Callable[[Dataset, int], nn.Module]
+# Runs the method under test, as configured for the cell, on a model and a split with a seed (the
+# run's randomness: U-LiRA gives each shadow its own, as independent runs have) and returns the
+# unlearned model; supplied by the caller per cell, so audits never import methods. It must leave
+# its argument unchanged (the benchmark's works on a copy).
+Unlearner = Callable[[nn.Module, Split, int], nn.Module]
 
 
 @dataclass
 class AuditContext:
     """``original``/``retrain``: the reference models, for audits that compare against them.
-    ``trainer``: how to train a fresh model (shadow-model attacks). ``cache``: shared across the
+    ``trainer``: how to train a fresh model (shadow-model attacks). ``unlearner``: the method under
+    test as a function ``(model, split, seed) -> unlearned model`` (U-LiRA). ``cache``: shared across the
     cells of one scenario and seed (shadow models are trained once, not once per method)."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -37,6 +43,7 @@ class AuditContext:
     # per-item forget truth ratios and the Min-K AUC), what forget quality and privleak compare with
     reference_logs: dict | None = None
     trainer: Trainer | None = None
+    unlearner: Unlearner | None = None
     cache: dict = field(default_factory=dict)
     # per-family settings (e.g. {"relearn": RelearnConfig(...)}) chosen by the caller for the data kind
     options: dict = field(default_factory=dict)

@@ -1,5 +1,10 @@
-"""Shadow-model likelihood-ratio membership attack (LiRA, Carlini et al. 2022), in the unlearning
-framing of U-LiRA (Hayes et al. 2024).
+"""Training-set membership: the shadow-model likelihood-ratio attack (LiRA, Carlini et al. 2022)
+asking whether the forget examples look like *members* of the model's training set, against
+held-out examples of the same distribution.
+
+This is the classic member / non-member test aimed at the forget set, not U-LiRA: the shadows
+here are never unlearned, and the question is "trained on x or not", where U-LiRA (Hayes et al. 2024, audits/ulira.py)
+asks "unlearned x or retrained without it". A perfect unlearning gives the retrained model's score.
 
 The attacker trains ``shadows`` models the way the original was trained (the context's
 ``trainer``), each on the retain set plus a random half of a candidate pool = forget ∪ held-out
@@ -93,6 +98,8 @@ def shadow_statistics(task: Task, split: Split, ctx: AuditContext, shadows: int 
 
 @AUDITS.register("lira")
 def lira_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) -> dict[str, float]:
+    """Training-set membership of the forget examples (vs held-out ones) under LiRA: ``lira_auc``,
+    ``lira_tpr1``; compare with retrain's (the benchmark reports ``lira_auc_gap``)."""
     candidates, shadow_phi, in_mask, n_forget = shadow_statistics(task, split, ctx)
     target_phi = logit_confidence(per_example(model, task, candidates, task.log_likelihood, ctx)).numpy()
     scores = lira_scores(target_phi, shadow_phi, in_mask)

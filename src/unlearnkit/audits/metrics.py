@@ -17,11 +17,35 @@ METRICS: dict[str, tuple[str, str]] = {
     "mia_auc": ("retrain", "loss-threshold attack, forget vs held-out of the same distribution: ROC-AUC (0.5 = cannot tell)"),
     "mia_tpr1": ("retrain", "loss-threshold attack: true-positive rate at 1% false-positive rate (%)"),
     "mia_auc_gap": ("lower", "|mia_auc − retrain's|"),
-    "lira_auc": ("retrain", "shadow-model likelihood-ratio attack (LiRA), forget vs held-out: ROC-AUC"),
-    "lira_tpr1": ("retrain", "LiRA: true-positive rate at 1% false-positive rate (%)"),
+    "lira_auc": ("retrain", "training-set membership, shadow-model likelihood-ratio attack (LiRA, Carlini et al.), "
+                            "forget (members of the original's training set) vs held-out: ROC-AUC"),
+    "lira_tpr1": ("retrain", "LiRA membership: true-positive rate at 1% false-positive rate (%)"),
     "lira_auc_gap": ("lower", "|lira_auc − retrain's|"),
-    "rcd": ("higher", "relearning convergence delay: full-batch SGD steps (lr 0.01, budget 50) on the forget set "
-                      "until forget accuracy ≥ 90% of the original's; compare with retrain's"),
+    # ulira family (audits/ulira.py): U-LiRA, Hayes et al. 2024 — unlearned vs retrained, not member vs non-member
+    "ulira_acc": ("lower", "U-LiRA: accuracy of the per-example likelihood-ratio test telling the method's unlearned "
+                           "shadow models from retrained ones on the forget examples (0.5 = indistinguishable from "
+                           "retraining, the best; held-out shadow pairs)"),
+    "ulira_auc": ("lower", "U-LiRA: ROC-AUC of the same test (0.5 = indistinguishable from retraining)"),
+    "ulira_target_acc": ("lower", "U-LiRA applied to this cell's own model vs the retrained reference of the same "
+                                  "seed, forget examples: accuracy (0.5 = indistinguishable; retrain's row: 0.5 by "
+                                  "construction)"),
+    "ulira_target_auc": ("lower", "U-LiRA on this cell's own model vs the retrained reference: ROC-AUC"),
+    "ulira_shadows": ("info", "U-LiRA: shadow originals (each also retrained without the forget set and unlearned "
+                              "with the method)"),
+    "ulira_diverged": ("info", "U-LiRA: shadow unlearning runs that diverged (left out of the attack)"),
+    "ulira_models_trained": ("info", "U-LiRA: models this audit call trained (shadow originals and retrains, "
+                                     "shared by a scenario and seed's cells, counted where they were trained) "
+                                     "plus the unlearning runs of the shadows"),
+    "ulira_seconds": ("info", "U-LiRA: wall-clock seconds of this audit call"),
+    "ulira_shadow_seconds": ("info", "U-LiRA: seconds the shared shadow originals and retrains took (paid once "
+                                     "per scenario and seed)"),
+    "rcd": ("higher", "relearning convergence delay: full-batch SGD steps (budget 50) on the forget set until "
+                      "forget accuracy ≥ 90% of the original's, after rescaling each normalisation-fed weight "
+                      "tensor to the original's norm; median over lr 0.01 × {0.5, 1, 2}; compare with retrain's"),
+    "rcd_rescaled": ("info", "number of normalisation-fed weight tensors rescaled to the original's norm before "
+                             "relearning (0: no norm layers, no original, or the plain recipe)"),
+    "rcd_grid_min": ("info", "smallest RCD over the relearning lr grid"),
+    "rcd_grid_max": ("info", "largest RCD over the relearning lr grid"),
     "rcd_reached": ("retrain", "1 if relearning reached the threshold within the budget, else 0 (rcd = budget)"),
     "rcd_rel": ("higher", "(rcd + 1) / (retrain's rcd + 1): 1 = as slow to relearn as retrain"),
     "rcd_loss_rise": ("lower", "max forget loss during relearning minus its start; > 0 flags an unstable relearning"),
@@ -83,7 +107,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "mia_gradnorm_auc": ("retrain", "text MIA, gradient-norm attack (mean per-tensor L2 norm of the per-item loss gradient): ROC-AUC (1 = forget items recognised, 0.5 = cannot tell)"),
     "mia_gradnorm_tpr1": ("retrain", "text MIA, gradnorm: true-positive rate at 1% false-positive rate (%)"),
     "mia_gradnorm_tpr01": ("retrain", "text MIA, gradnorm: true-positive rate at 0.1% false-positive rate (%; interpolated below 1/#holdout)"),
-    "avg_gap": ("lower", "mean |metric − retrain's| over ua, ra, ta, mia_efficacy (points)"),
+    "avg_gap": ("lower", "mean |metric − retrain's| over ua, ra, ta, mia_efficacy (points); in a cell, against "
+                         "the same seed's retrain; in the summary table, the papers' Avg Gap: each metric "
+                         "averaged over seeds first, then |mean − retrain's mean| averaged over the four"),
+    "avg_gap_seedwise": ("lower", "summary table only: the cells' own avg_gap (each seed against its retrain), "
+                                  "mean ± std over seeds; ≥ avg_gap of the seed means"),
     "seconds": ("lower", "wall-clock time of the unlearning run (s)"),
     "targets_per_s": ("higher", "answer tokens (text) or examples (images) per second through the shared loop's "
                                 "optimizer steps (absent for methods with their own loop, e.g. entangle)"),

@@ -114,7 +114,8 @@ def _cell(row: dict, column: str, best: bool) -> str:
         text = f"<span class=\"status\">{esc(row['status'])}</span>" if failed else "–"
         return f"<td data-v=\"\">{text}</td>"
     mean, std = value
-    text = _fmt(mean) + (f" <span class=\"std\">± {_fmt(std)}</span>" if row["seeds"] > 1 else "")
+    spread = row["seeds"] > 1 and std == std  # a NaN std: a number of the seed means (Avg Gap), no spread
+    text = _fmt(mean) + (f" <span class=\"std\">± {_fmt(std)}</span>" if spread else "")
     sort_value = repr(mean) if math.isfinite(mean) else ""
     marked = ' class="best"' if best else ""
     return f"<td data-v=\"{sort_value}\"{marked}>{text}</td>"
