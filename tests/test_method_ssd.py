@@ -1,7 +1,8 @@
 """SSD: vmap per-example gradients equal a Python loop's; the importances are the mean squared
-per-example (or per-batch) gradients; SSD dampens exactly the elements whose forget importance
-exceeds α × the full-data importance, by min(λ·[]_D/[]_Df, 1), and leaves every other element
-bit-identical. Importances in these tests come from a slow, independent loop over examples."""
+per-batch gradients (the default, the reference code's estimator) or per-example gradients (the
+option); SSD dampens exactly the elements whose forget importance exceeds α × the full-data
+importance, by min(λ·[]_D/[]_Df, 1), and leaves every other element bit-identical. Importances in
+these tests come from slow, independent loops over examples or batches."""
 import copy
 
 import pytest
@@ -66,7 +67,7 @@ def test_vmap_per_example_grads_equal_a_loop(cnn, task, small_split):
 
 
 def test_importances_are_mean_squared_per_example_gradients(cnn, task, small_split, loop_importances):
-    config = build_config("ssd", batch_size=16)  # chunks that do not divide the sets
+    config = build_config("ssd", importance="per_example", batch_size=16)  # chunks that do not divide the sets
     full, forget = importances(copy.deepcopy(cnn), task, small_split, config, "cpu")
     want_d, want_f = loop_importances
     for got, want in zip(forget, want_f):
@@ -75,31 +76,48 @@ def test_importances_are_mean_squared_per_example_gradients(cnn, task, small_spl
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-10)
 
 
-def test_per_batch_importances_square_batch_mean_gradients(cnn, task, small_split):
-    config = build_config("ssd", importance="per_batch", batch_size=64)
-    full, forget = importances(copy.deepcopy(cnn), task, small_split, config, "cpu")
-    model = copy.deepcopy(cnn).eval()
+def batch_loop_importances(model, task, split, batch_size):
+    """([]_D, []_Df) as the reference code computes them: Σ over mini-batches of (∇ mean-batch
+    CE)², divided by the number of batches; []_D over the forget and the retain batches."""
+    model = copy.deepcopy(model).eval()
     sums, counts = {}, {}
     for name in ("forget", "retain"):
         sums[name] = [torch.zeros_like(p) for p in model.parameters()]
         counts[name] = 0
-        for batch in iterate_batches(getattr(small_split, name), 64):
+        for batch in iterate_batches(getattr(split, name), batch_size):
             g = torch.autograd.grad(task.loss(model, batch).mean(), list(model.parameters()))
             for t, gi in zip(sums[name], g):
                 t += gi ** 2
             counts[name] += 1
-    for got, s in zip(forget, sums["forget"]):
-        torch.testing.assert_close(got, s / counts["forget"], rtol=1e-4, atol=1e-10)
-    for got, sf, sr in zip(full, sums["forget"], sums["retain"]):
-        torch.testing.assert_close(got, (sf + sr) / (counts["forget"] + counts["retain"]), rtol=1e-4, atol=1e-10)
+    full = [(sf + sr) / (counts["forget"] + counts["retain"]) for sf, sr in zip(sums["forget"], sums["retain"])]
+    return full, [sf / counts["forget"] for sf in sums["forget"]]
 
 
-@pytest.mark.parametrize("alpha,lam", [(5.0, 1.0), (2.0, 0.5)])
+def test_per_batch_importances_square_batch_mean_gradients(cnn, task, small_split):
+    config = build_config("ssd", batch_size=64)
+    assert config.importance == "per_batch"  # the default: the reference code's estimator
+    full, forget = importances(copy.deepcopy(cnn), task, small_split, config, "cpu")
+    want_d, want_f = batch_loop_importances(cnn, task, small_split, 64)
+    for got, want in zip(forget, want_f):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-10)
+    for got, want in zip(full, want_d):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-10)
+
+
+def test_defaults_are_the_papers():
+    config = build_config("ssd")
+    assert (config.alpha, config.lam, config.importance, config.batch_size) == (10.0, 1.0, "per_batch", 64)
+
+
+@pytest.mark.parametrize("importance,alpha,lam", [("per_example", 5.0, 1.0), ("per_example", 2.0, 0.5),
+                                                  ("per_batch", 3.0, 1.0), ("per_batch", 2.0, 0.5)])
 def test_dampens_exactly_the_elements_whose_forget_importance_exceeds_alpha_times_full(
-        cnn, task, small_split, loop_importances, alpha, lam):
-    want_d, want_f = loop_importances
+        cnn, task, small_split, loop_importances, importance, alpha, lam):
+    # per_batch: 20 forget and 150 retain examples in batches of 64 are 1 + 3 batches (α must stay < 4)
+    want_d, want_f = (loop_importances if importance == "per_example"
+                      else batch_loop_importances(cnn, task, small_split, 64))
     ctx = RunContext()
-    out = unlearn(cnn, task, small_split, method="ssd", ctx=ctx, alpha=alpha, lam=lam)
+    out = unlearn(cnn, task, small_split, method="ssd", ctx=ctx, alpha=alpha, lam=lam, importance=importance)
     selected = 0
     for p0, p1, imp_d, imp_f in zip(cnn.parameters(), out.parameters(), want_d, want_f):
         chosen = imp_f > alpha * imp_d
@@ -117,8 +135,10 @@ def test_dampens_exactly_the_elements_whose_forget_importance_exceeds_alpha_time
     assert abs(ctx.trace["ssd_selected"][0] - selected) <= 2
 
 
-def test_default_alpha_at_ten_percent_forget_selects_and_raises_forget_loss(digits, task, cnn):
-    """End to end on a class-wise split (class 0, 10 % of digits) with the default α."""
+def test_alpha_at_ten_percent_forget(digits, task, cnn):
+    """End to end on a class-wise split (class 0, 10 % of digits). The paper's α = 10 (for forget
+    sets of ≤ 5 %) cannot select anything here: with k_f forget and k_r retain batches
+    []_D ≥ k_f/(k_f+k_r)·[]_Df, and (k_f+k_r)/k_f = 24/3 = 8 < 10. Below that bound SSD forgets."""
     from unlearnkit import make_split
 
     split = make_split(digits, "class:0")
@@ -129,15 +149,16 @@ def test_default_alpha_at_ten_percent_forget_selects_and_raises_forget_loss(digi
         with torch.no_grad():
             return float(torch.cat([task.loss(m, b) for b in iterate_batches(data, 512)]).mean())
 
-    ctx = RunContext()
-    out = unlearn(model, task, split, method="ssd", ctx=ctx)
-    assert ctx.trace["ssd_selected"][0] > 0
-    assert loss(out, split.forget) > loss(model, split.forget) + 1.0
-    assert loss(out, split.retain) < 0.5
-    # α = 10 (the paper's, for forget sets of ≤ 5 %) cannot select anything at 10 %: α·n_f/n ≥ 1
     ctx10 = RunContext()
-    unlearn(model, task, split, method="ssd", ctx=ctx10, alpha=10.0)
+    out10 = unlearn(model, task, split, method="ssd", ctx=ctx10)  # the defaults: α 10, per_batch
     assert ctx10.trace["ssd_selected"] == [0.0]
+    assert all(torch.equal(p, q) for p, q in zip(out10.parameters(), model.parameters()))
+    for hp in (dict(alpha=7.5), dict(alpha=5.0, importance="per_example")):
+        ctx = RunContext()
+        out = unlearn(model, task, split, method="ssd", ctx=ctx, **hp)
+        assert ctx.trace["ssd_selected"][0] > 0, hp
+        assert loss(out, split.forget) > loss(model, split.forget) + 1.0, hp
+        assert loss(out, split.retain) < 0.5, hp
 
 
 def test_config_is_validated():

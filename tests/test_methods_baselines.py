@@ -165,3 +165,94 @@ def test_reinitialise_resets_hf_norm_layers():
     reinitialise(model, seed=0)
     assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))
     assert not torch.equal(model.model.embed_tokens.weight, before["model.embed_tokens.weight"] + 1)
+
+
+# --- RL's data feed (the reference code's: one shuffled pass over relabelled D_f ∪ D_r per epoch) ---
+
+def test_random_label_defaults_feed_the_union_with_any_class_targets():
+    config = build_config("random_label")
+    assert (config.feed, config.label_draw) == ("union", "any")
+    with pytest.raises(ConfigError, match="feed=paired"):
+        build_config("random_label", retain_weight=0.5)  # a paired-feed weight
+    with pytest.raises(ConfigError, match="feed"):
+        build_config("random_label", feed="sequential")
+    with pytest.raises(ConfigError, match="label_draw"):
+        build_config("random_label", label_draw="none")
+
+
+def test_any_class_targets_are_uniform_over_all_classes(task):
+    from unlearnkit.methods.random_label import random_targets
+
+    n = 20_000
+    x, y = torch.zeros(n, 1, 2, 2), torch.arange(n) % 10
+    g = torch.Generator().manual_seed(0)
+    _, any_class = random_targets(task, (x, y), g, "any")
+    _, other = random_targets(task, (x, y), g, "other")
+    assert (other != y).all()  # "other": never the true class
+    kept = float((any_class == y).float().mean())
+    assert abs(kept - 0.1) < 0.01  # "any": the true class 1/C of the time, as randint(0, C)
+    freq = torch.bincount(any_class[y == 3], minlength=10).float() / int((y == 3).sum())
+    assert (freq - 0.1).abs().max() < 0.02  # and every class ~1/C
+
+
+def test_union_stream_is_one_pass_over_forget_and_retain_with_forget_targets_redrawn_per_pass(task, class_split):
+    from unlearnkit.methods.random_label import RelabelledUnion
+
+    forget, retain = class_split.forget, class_split.retain
+    n_f, n = len(forget), len(forget) + len(retain)
+    true_f = next(iterate_batches(forget, n_f))[1]
+    true_r = next(iterate_batches(retain, len(retain)))[1]
+
+    def one_pass(stream, batch_size, generator):
+        ys, pos = [], []
+        order = torch.randperm(n, generator=generator)  # what iterate_batches draws
+        for start in range(0, n, batch_size):
+            p = order[start:start + batch_size]
+            x, y = stream.gather(p)
+            assert len(y) == len(p)
+            ys.append(y)
+            pos.append(p)
+        pos, ys = torch.cat(pos), torch.cat(ys)
+        out = torch.empty_like(ys)
+        out[pos] = ys  # targets by position: 0..n_f-1 forget, then retain
+        return out
+
+    stream = RelabelledUnion(task, forget, retain, torch.Generator().manual_seed(1), "any")
+    g = torch.Generator().manual_seed(2)
+    first, second = one_pass(stream, 64, g), one_pass(stream, 64, g)
+    assert torch.equal(first[n_f:], true_r) and torch.equal(second[n_f:], true_r)  # retain targets kept
+    assert 0 < int((first[:n_f] == true_f).sum()) < n_f // 3  # forget targets random (~1/C kept)
+    assert not torch.equal(first[:n_f], second[:n_f])  # redrawn each pass
+    # the draws do not depend on how a pass is cut into batches
+    a = one_pass(RelabelledUnion(task, forget, retain, torch.Generator().manual_seed(1), "any"), 7,
+                 torch.Generator().manual_seed(2))
+    assert torch.equal(a, first)
+    # gather keeps the order of the positions it is given (mixed forget and retain rows)
+    x_all = torch.cat([next(iterate_batches(forget, n_f))[0], next(iterate_batches(retain, len(retain)))[0]])
+    p = torch.tensor([n - 1, 0, n_f, 3, n_f + 5])
+    x, _ = stream.gather(p)
+    assert torch.equal(x, x_all[p])
+
+
+def test_union_feed_steps_once_per_batch_of_forget_and_retain(trained_mlp, task, class_split):
+    steps = []
+    n = len(class_split.forget) + len(class_split.retain)
+    unlearn(trained_mlp, task, class_split, method="random_label", epochs=2, batch_size=128,
+            ctx=RunContext(on_step=lambda m, k: steps.append(k)))
+    assert len(steps) == 2 * -(-n // 128)
+    paired = []
+    unlearn(trained_mlp, task, class_split, method="random_label", epochs=2, batch_size=128, feed="paired",
+            ctx=RunContext(on_step=lambda m, k: paired.append(k)))
+    assert len(paired) == 2 * -(-len(class_split.forget) // 128)  # the old pairing: a pass over D_f
+
+
+def test_random_label_keeps_retain_accuracy_and_forgets(trained_mlp, task, digits):
+    """Digits random:0.1 at the defaults: the union feed keeps retain accuracy while unlearning
+    more than fine-tuning (benchmarks/claim_rl_salun.py checks the same on the cnn, 3 seeds)."""
+    from unlearnkit import audit, make_split
+
+    split = make_split(digits, "random:0.1")
+    ft = audit(unlearn(trained_mlp, task, split, method="finetune"), task, split, ["accuracy"])
+    rl = audit(unlearn(trained_mlp, task, split, method="random_label"), task, split, ["accuracy"])
+    assert rl["ra"] >= 95.0
+    assert rl["ua"] > ft["ua"]

@@ -23,9 +23,11 @@ generate_mask.py`` and ``unlearn/RL.py``).
 Defaults: 10 epochs, lr 0.013, SGD momentum 0.9, ``saliency_fraction`` 0.5 are the README's
 ResNet-18/CIFAR-10 command (``--unlearn RL --unlearn_epochs 10 --unlearn_lr 0.013 --mask_path
 with_0.5.pt``); they also run well on the embedded digits data. Weight decay 0 (the code's global
-5e-4 is available through ``weight_decay``). Step shape: one relabelled-forget batch plus one retain
-batch per step, as our ``random_label`` (the CIFAR-10 code takes separate forget then retain steps;
-its CIFAR-100 branch concatenates both into one loader).
+5e-4 is available through ``weight_decay``; the presets set it). Data feed and random targets are
+``random_label``'s (``feed``, ``label_draw``; see that module): by default one shuffled pass per
+epoch over D_f (random targets drawn over all classes, the true one included, as the code's
+``randint``) ∪ D_r, the code's CIFAR-100 / Tiny-ImageNet branch; its CIFAR-10 branch takes a forget
+pass then a retain pass (not available yet); ``feed=paired`` pairs one forget with one retain batch.
 """
 from __future__ import annotations
 
