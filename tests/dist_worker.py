@@ -38,7 +38,7 @@ SETTINGS = {
     "finetune": ("finetune", "class:0", dict(epochs=1)),        # retain only, ragged last batch
     "rosu": ("rosu", "class:7", dict(epochs=1)),                # g_f on a ragged forget batch, retain even
     "entangle": ("entangle", "class:7", dict(phase1_epochs=1, phase2_epochs=1)),  # c global, W2 over the global batch
-    "ssd": ("ssd", "class:0", dict(batch_size=47)),             # per-example importances summed; a placeholder
+    "ssd": ("ssd", "class:0", dict(batch_size=47, importance="per_example", alpha=5.0)),             # per-example importances summed; a placeholder
     # second-order look-ahead (create_graph). class:0 keeps its batches even: LUR's Hessian term is of
     # the retain stream but reaches .grad, which the loop weighs by the forget stream's shares
     "lur": ("lur", "class:0", dict(epochs=1)),

@@ -115,7 +115,8 @@ def test_idk_on_a_classifier_is_random_label_step_for_step(trained_mlp, task, cl
     for alpha in (1.0, 0.0):
         a = unlearn(trained_mlp, task, class_split, method="idk", epochs=2, lr=0.01, grad_clip=0.0,
                     alpha=alpha, freeze_norm=False)
-        b = unlearn(trained_mlp, task, class_split, method="random_label", epochs=2, lr=0.01, retain_weight=alpha)
+        b = unlearn(trained_mlp, task, class_split, method="random_label", epochs=2, lr=0.01, retain_weight=alpha,
+                    feed="paired", label_draw="other")  # idk's pairing and wrong-class draw (RL's former defaults)
         assert max_diff(a, b) == 0.0
     assert max_diff(a, trained_mlp) > 1e-3
 

@@ -13,6 +13,8 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..extras import optional
+
 
 class TensorData(Dataset):
     """``(x[i], y[i])`` pairs over shared tensors; ``index`` selects a view without copying."""
@@ -105,9 +107,8 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
 def unreadable_arrow_file(folder: Path) -> Path | None:
     """The first ``.arrow`` file under ``folder`` that pyarrow cannot read to its end (a truncated or
     corrupt shard of a ``save_to_disk`` folder), or None."""
-    try:
-        import pyarrow as pa
-    except ImportError:
+    pa = optional("pyarrow")  # comes with the [hf] extra (datasets); without it nothing can be named
+    if pa is None:
         return None
     for arrow in sorted(Path(folder).rglob("*.arrow")):
         try:

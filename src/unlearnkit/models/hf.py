@@ -44,6 +44,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..extras import require
 from ..registry import Registry
+from ..seeding import seeded
 
 log = logging.getLogger(__name__)
 
@@ -401,17 +402,21 @@ def peft_available() -> bool:
     return importlib.util.find_spec("peft") is not None
 
 
-def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None) -> nn.Module:
+def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None,
+             seed: int = 0) -> nn.Module:
     """Wrap ``model`` with LoRA adapters (only they stay trainable). Needs ``peft`` (the ``[llm]`` extra).
 
-    ``target_modules`` defaults to the attention and MLP projections of Llama-style models.
+    ``target_modules`` defaults to the attention and MLP projections of Llama-style models. The
+    adapters' random initialisation is drawn from ``seed`` (the caller's random state is untouched),
+    so the same request gives the same adapters.
     """
     require("peft", "llm", "LoRA needs")
     from peft import LoraConfig, get_peft_model
 
     targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with seeded(seed):
+        return get_peft_model(model, config)
 
 
 def save_lora_adapter(model: nn.Module, tokenizer, path: str | os.PathLike) -> Path:
