@@ -180,8 +180,13 @@ def test_tofu_loader_takes_the_prompt_options(tmp_path, ctok, caplog):
     for name, part in (("full", rows), ("forget10", rows[-2:]), ("retain90", rows[:-2]), ("holdout10", rows[:2])):
         (folder / f"{name}.json").write_text("\n".join(json.dumps(r) for r in part) + "\n")
     chat = tofu.load_tofu_dir(folder, tokenizer=ctok)
-    want = encode_qa(ctok, [r["question"] for r in rows], [r["answer"] for r in rows])
+    # chat rows carry OpenUnlearning's TOFU system turn by default; "" drops it
+    want = encode_qa(ctok, [r["question"] for r in rows], [r["answer"] for r in rows],
+                     system_prompt=tofu.TOFU_SYSTEM_PROMPT)
     assert torch.equal(chat.train.x, want.x) and torch.equal(chat.train.y, want.y)
+    bare = tofu.load_tofu_dir(folder, tokenizer=ctok, system_prompt="")
+    none = encode_qa(ctok, [r["question"] for r in rows], [r["answer"] for r in rows])
+    assert torch.equal(bare.train.x, none.x) and not torch.equal(bare.train.x, chat.train.x)
     plain = tofu.load_tofu_dir(folder, tokenizer=ctok, prompt_format="plain", max_length=20)
     assert plain.train.x.shape[1] == 20
     assert any("tofu training rows: 12 of 12 rows" in r.getMessage() for r in caplog.records)

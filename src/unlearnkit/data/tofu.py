@@ -61,7 +61,8 @@ from ..errors import DataError
 from ..extras import require
 from .dataset import unreadable_arrow_file
 from .sources import DataSource, data_source
-from .text import DEFAULT_MAX_LENGTH, PROMPT, EvalSet, encode_qa, encode_qa_counted, warn_truncated
+from .text import (DEFAULT_MAX_LENGTH, PROMPT, EvalSet, encode_qa, encode_qa_counted, resolve_prompt_format,
+                   warn_truncated)
 from .tokenizer import DEFAULT_VOCAB_SIZE, cached_tokenizer, load_tokenizer
 
 PERCENTS = ("01", "05", "10")
@@ -286,6 +287,11 @@ def _resolve_tokenizer(tokenizer, layout: _Layout, vocab_size: int):
     return tokenizer
 
 
+# the system turn of TOFU's chat-formatted rows: OpenUnlearning configs/model/Llama-3.2-1B-Instruct.yaml
+# (template_args.system_prompt; the same in its other instruct-model configs). --system-prompt "" drops it.
+TOFU_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
 def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = False, name: str = "tofu",
                   max_length: int = DEFAULT_MAX_LENGTH, vocab_size: int = DEFAULT_VOCAB_SIZE,
                   prompt_format: str = "auto", system_prompt: str | None = None) -> DataSource:
@@ -294,7 +300,9 @@ def load_tofu_dir(path: str | Path, *, tokenizer=None, include_general: bool = F
     full = layout.rows("full", QA)
     full_path = layout.paths["full"]
     tokenizer = _resolve_tokenizer(tokenizer, layout, vocab_size)
-    fmt = {"prompt_format": prompt_format, "system_prompt": system_prompt}
+    if system_prompt is None and resolve_prompt_format(tokenizer, prompt_format) == "chat":
+        system_prompt = TOFU_SYSTEM_PROMPT
+    fmt = {"prompt_format": prompt_format, "system_prompt": system_prompt or None}  # "": no system turn
 
     questions = [r["question"] for r in full]
     answers = [r["answer"] for r in full]

@@ -16,9 +16,8 @@
 Defaults. ``max_length``: the loader's own (256, enough for the embedded data's ~25-token rows)
 for data trained here; for a user's model (``--hf-model``) ``min(its max positions, 512)`` (ours:
 512 is OpenUnlearning's TOFU ``max_length``; research/llm-stack.md §B.1). ``max_new_tokens``: 200,
-OpenUnlearning's TOFU generation setting. ``system_prompt``: none — the chat template's own
-default applies (ours; OpenUnlearning's chat formatting uses "You are a helpful assistant.",
-research/llm-stack.md §B.1: give ``--system-prompt`` to match it).
+OpenUnlearning's TOFU generation setting. ``system_prompt``: TOFU's chat rows get OpenUnlearning's
+"You are a helpful assistant." unless given (``data/tofu.py`` ``TOFU_SYSTEM_PROMPT``; "" drops it).
 """
 from __future__ import annotations
 
