@@ -78,10 +78,6 @@ second-order graph: expect out-of-memory rows there (an H200, 141 GB, fits more 
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import math
-import os
 import platform
 import sys
 import time
@@ -90,7 +86,6 @@ from pathlib import Path
 import torch
 
 from unlearnkit import resolve_config
-from unlearnkit.bench.memory import PeakMemory
 from unlearnkit.data import TensorData
 from unlearnkit.data.sources import DataSource
 from unlearnkit.data.split import Split
@@ -102,7 +97,10 @@ from unlearnkit.models.hf import set_gradient_checkpointing
 from unlearnkit.seeding import seed_everything
 from unlearnkit.tasks.causal_lm import CausalLMTask
 
-from speed_common import PASSES, StepClock, device_sync
+from scale_common import (Throughput, add_run_args, check_args, device_info, device_name,
+                          entangle_overrides, measure, measure_rows, resolve_timer, row_names,
+                          write_results)
+from speed_common import PASSES, StepClock
 
 # --- the models -------------------------------------------------------------------------------
 
@@ -254,12 +252,6 @@ def make_split(forget_rows: int, retain_rows: int, related_rows: int, seq_len: i
 
 # --- the rows -----------------------------------------------------------------------------------
 
-def cleanup(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def bare_loop(model, data: TensorData, batch_size: int, device: torch.device, clock: StepClock) -> None:
     """The plain Hugging Face step: forward with labels (HF's causal-LM loss), backward, AdamW, zero_grad."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=BARE_LR, weight_decay=BARE_WEIGHT_DECAY)
@@ -281,49 +273,8 @@ def method_config(row: str, args):
     if method == "ieu":
         overrides["repair_epochs"] = 0  # phase 1 only; the repair phase is plain fine-tuning
     if method == "entangle":
-        batches = {key: args.batch_size for key in ("p1_remote_batch", "p1_forget_batch", "p2_adjacent_batch",
-                                                     "p2_forget_batch", "p2_remote_batch")}
-        phase = {"entangle:alm": {"phase1_epochs": 1, "phase2_epochs": 0},
-                 "entangle:wpgd": {"phase1_epochs": 0, "phase2_epochs": 1}}[row]
-        overrides = {"epochs": 0, "grad_accum": 1, "adjacency": "split", **batches, **phase}
+        overrides = entangle_overrides(row, args.batch_size)
     return resolve_config(method, kind="text", scale="pretrained", overrides=overrides)
-
-
-def measure(row: str, build, args, device, run) -> dict:
-    """Time and measure one row: ``run(model, clock)`` on a freshly built model."""
-    cleanup(device)
-    result: dict = {"row": row, "method": row.split(":")[0]}
-    clock = StepClock(args.warmup_steps, args.steps, device_sync(device), args.timer_fn)
-    model, peak = None, None
-    began = time.perf_counter()
-    try:
-        model = build()
-        if args.gradient_checkpointing:
-            set_gradient_checkpointing(model)
-        peak = PeakMemory(device)
-        with peak:
-            run(model, clock)
-    except Exception as exc:  # a benchmark reports, it does not stop (out of memory, a method that does not apply)
-        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        result.update(status="failed", error=f"{type(exc).__name__}: {message}")
-    finally:
-        if peak is not None:
-            result["memory"] = peak.metrics()  # a failed row's too: how far it got (e.g. before running out)
-        del model
-        cleanup(device)
-    result["wall_s"] = time.perf_counter() - began
-    if "status" not in result:
-        if not clock.timed:
-            result.update(status="failed", error=f"only {clock.index} optimizer steps (wanted "
-                                                 f"{args.warmup_steps + args.steps})")
-        else:
-            per_step = clock.seconds_per_step
-            result.update(status="ok", seconds_per_step=per_step, steps_timed=clock.timed,
-                          tokens_per_s=args.batch_size * args.seq_len / per_step,
-                          setup_s=max(0.0, clock.first - per_step) if clock.first is not None else None)
-    memory = result.get("memory", {})
-    result["peak_memory_mib"] = memory.get("peak_gpu_mib", memory.get("peak_rss_mib"))
-    return result
 
 
 def run_method_row(row: str, split: Split, task, args, device):
@@ -338,40 +289,7 @@ def run_method_row(row: str, split: Split, task, args, device):
     return config, run
 
 
-# --- report -------------------------------------------------------------------------------------
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def fmt(value, spec: str, missing: str = "–") -> str:
-    return missing if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
-
-
-def table(results: dict) -> str:
-    mem = "peak GPU MiB" if results["device"]["type"] == "cuda" else "peak RSS MiB"
-    lines = [f"| row | passes | ms/step | tokens/s | × bare | ratio (× bare / passes) | {mem} | setup s | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in [results["bare"]] + list(results["methods"].values()):
-        ok = row["status"] == "ok"
-        status = "ok" if ok else f"failed: {row.get('error', '')[:90]}".replace("|", "/")
-        lines.append(
-            f"| {row['row']} | {fmt(row.get('passes'), '.2f')} | "
-            f"{fmt(row.get('seconds_per_step') and row['seconds_per_step'] * 1000, '.1f')} | "
-            f"{fmt(row.get('tokens_per_s'), ',.0f')} | {fmt(row.get('x_bare'), '.2f')} | "
-            f"{fmt(row.get('ratio'), '.2f')} | {fmt(row.get('peak_memory_mib'), ',.0f')} | "
-            f"{fmt(row.get('setup_s'), '.2f')} | {status} |")
-    return "\n".join(lines)
-
+# --- arguments and main -------------------------------------------------------------------------
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -385,27 +303,13 @@ def parse_args(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa", help="attention implementation")
-    parser.add_argument("--timer", choices=("auto", "wall", "cpu"), default="auto",
-                        help="wall: elapsed seconds; cpu: this process's CPU seconds, robust to other jobs on "
-                             "shared cores (CPU runs only); auto: cpu on a CPU device, else wall")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON results file (default benchmarks/results/"
-                                                    "llm_scale-<config>-<device>.json)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny config on CPU: batch 4, seq-len 64, 1 warm-up + 3 timed steps, every method")
+    add_run_args(parser, out_default="llm_scale-<config>-<device>.json",
+                 smoke_help="tiny config on CPU: batch 4, seq-len 64, 1 warm-up + 3 timed steps, every method")
     args = parser.parse_args(argv)
     if args.smoke:
         args.config, args.device, args.batch_size, args.seq_len, args.steps, args.warmup_steps = \
             "tiny", "cpu", 4, 64, 3, 1
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
-    if args.steps < 1 or args.warmup_steps < 1 or args.batch_size < 1 or args.seq_len < 8:
-        parser.error("need --steps >= 1, --warmup-steps >= 1 (the first step carries the set-up), "
-                     "--batch-size >= 1, --seq-len >= 8")
-    args.methods = methods
-    return args
+    return check_args(parser, args, METHODS, also_bad=args.seq_len < 8, also_need=", --seq-len >= 8")
 
 
 def main(argv=None) -> dict:
@@ -417,11 +321,7 @@ def main(argv=None) -> dict:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     device = resolve_device(args.device)
-    if args.timer == "auto":
-        args.timer = "cpu" if device.type == "cpu" else "wall"
-    if args.timer == "cpu" and device.type != "cpu":
-        raise SystemExit("--timer cpu counts this process's CPU seconds: it cannot time work on a GPU")
-    args.timer_fn = time.process_time if args.timer == "cpu" else time.perf_counter
+    resolve_timer(args, device)
     dtype = DTYPES[args.dtype]
     tokenizer = make_tokenizer()
     task = CausalLMTask(tokenizer)
@@ -432,9 +332,22 @@ def main(argv=None) -> dict:
     split = make_split(rows, rows, 0, args.seq_len, vocab, tokenizer, args.seed)
     # entangle: retain = adjacent (its phase-2 epoch) + remote (its phase-1 epoch), each `rows` long
     entangle_split = make_split(rows, 2 * rows, rows, args.seq_len, vocab, tokenizer, args.seed)
+    rate = Throughput("tokens_per_s", "tokens/s", ",.0f", args.batch_size * args.seq_len,
+                      "tokens/s = batch × seq_len per optimizer step")
 
     def build():
-        return build_model(config, dtype, device, args.seed)
+        model = build_model(config, dtype, device, args.seed)
+        if args.gradient_checkpointing:
+            set_gradient_checkpointing(model)
+        return model
+
+    def measure_row(row, run):
+        return measure(row, build, run, args, device, rate)
+
+    def prepare(row):
+        row_split = entangle_split if row.startswith("entangle") else split
+        method_cfg, run = run_method_row(row, row_split, task, args, device)
+        return (method_cfg, run, *passes_for(row, config, method_cfg))
 
     with torch.device("meta"):
         from transformers import LlamaForCausalLM
@@ -450,7 +363,7 @@ def main(argv=None) -> dict:
     results: dict = {
         "script": "benchmarks/llm_scale.py", "argv": sys.argv[1:] if argv is None else list(argv),
         "config": args.config, "model_shape": CONFIGS[args.config], "parameters": n_params,
-        "device": {"type": device.type, "name": device_name(device), "spec": str(device)},
+        "device": device_info(device),
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
         "dtype": args.dtype, "attn": args.attn, "batch_size": args.batch_size, "seq_len": args.seq_len,
         "prompt_len": args.seq_len // 4, "steps": args.steps, "warmup_steps": args.warmup_steps,
@@ -459,47 +372,13 @@ def main(argv=None) -> dict:
         "tokens_per_step": args.batch_size * args.seq_len,
     }
 
-    bare = measure("bare HF loop (AdamW)", build, args, device,
-                   lambda model, clock: bare_loop(model, split.forget, args.batch_size, device, clock))
-    bare.update(method="bare", passes=1.0, passes_counted="forward with labels, backward, AdamW step")
-    if bare["status"] == "ok":
-        bare.update(x_bare=1.0, ratio=1.0)
-    results["bare"] = bare
-    print(f"  bare: {bare['status']} {fmt(bare.get('seconds_per_step'), '.4f')} s/step", flush=True)
-    bare_step = bare.get("seconds_per_step")
+    bare = ("bare HF loop (AdamW)", "forward with labels, backward, AdamW step",
+            lambda model, clock: bare_loop(model, split.forget, args.batch_size, device, clock))
+    measure_rows(results, measure_row, bare, prepare, row_names(args.methods))
 
-    results["methods"] = {}
-    row_names = [r for m in args.methods for r in (["entangle:alm", "entangle:wpgd"] if m == "entangle" else [m])]
-    for row in row_names:
-        row_split = entangle_split if row.startswith("entangle") else split
-        try:
-            method_cfg, run = run_method_row(row, row_split, task, args, device)
-            passes, counted = passes_for(row, config, method_cfg)
-        except Exception as exc:  # e.g. a config the method rejects
-            result = {"row": row, "method": row.split(":")[0], "status": "failed",
-                      "error": f"{type(exc).__name__}: {exc}", "peak_memory_mib": None}
-        else:
-            result = measure(row, build, args, device, run)
-            result.update(passes=passes, passes_counted=counted, config=method_cfg.to_dict())
-            if result["status"] == "ok" and bare_step:
-                result["x_bare"] = result["seconds_per_step"] / bare_step
-                result["ratio"] = result["x_bare"] / passes
-        results["methods"][row] = result
-        print(f"  {row}: {result['status']} {fmt(result.get('seconds_per_step'), '.4f')} s/step "
-              f"{result.get('error', '')}", flush=True)
-
-    results["total_wall_s"] = time.perf_counter() - started
-    results["table"] = table(results)
     out = Path(args.out) if args.out else \
         Path(__file__).resolve().parent / "results" / f"llm_scale-{args.config}-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(header + "\n")
-    print(results["table"])
-    print(f"\nratio = (s/step ÷ bare s/step) ÷ passes; tokens/s = batch × seq_len per optimizer step. "
-          f"{results['total_wall_s']:.0f} s in all; load average (1 min) {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} cores. Results: {out}")
+    write_results(results, out, header, rate, started)
     return results
 
 

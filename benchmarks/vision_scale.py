@@ -66,10 +66,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
-import json
-import math
-import os
 import platform
 import sys
 import time
@@ -79,7 +75,6 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit import build_model, resolve_config
-from unlearnkit.bench.memory import PeakMemory
 from unlearnkit.data import TensorData
 from unlearnkit.data.cifar import CIFAR10_MEAN, CIFAR10_STD
 from unlearnkit.data.sources import DataSource
@@ -93,6 +88,9 @@ from unlearnkit.methods.precision import Precision
 from unlearnkit.seeding import seed_everything
 from unlearnkit.tasks.classification import ClassificationTask
 
+from scale_common import (Throughput, add_run_args, check_args, device_info, device_name,
+                          entangle_overrides, measure, measure_rows, resolve_timer, row_names,
+                          write_results)
 from speed_common import PASSES, StepClock, device_sync
 
 PRESET = "cifar10-resnet18"
@@ -135,12 +133,6 @@ def build(args, device):
     return copy.deepcopy(_TEMPLATE[args.seed]).to(device).train()
 
 
-def cleanup(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def bare_loop(model, split: Split, args, device, clock: StepClock) -> None:
     """The plain step: gather, pipeline, forward, cross-entropy, backward, SGD."""
     data, pipeline = split.source.train, split.source.pipeline
@@ -173,11 +165,7 @@ def method_config(row: str, args):
     if method == "ieu":
         overrides["repair_epochs"] = 0  # phase 1 only; the repair phase is plain fine-tuning
     if method == "entangle":
-        batches = {key: args.batch_size for key in ("p1_remote_batch", "p1_forget_batch", "p2_adjacent_batch",
-                                                     "p2_forget_batch", "p2_remote_batch")}
-        phase = {"entangle:alm": {"phase1_epochs": 1, "phase2_epochs": 0},
-                 "entangle:wpgd": {"phase1_epochs": 0, "phase2_epochs": 1}}[row]
-        overrides = {"epochs": 0, "grad_accum": 1, "adjacency": "split", **batches, **phase}
+        overrides = entangle_overrides(row, args.batch_size)
     return resolve_config(method, kind="image", preset=PRESET, overrides=overrides, seed=args.seed)
 
 
@@ -202,47 +190,6 @@ def passes_for(row: str, config) -> tuple[float, str]:
     if value is None:
         raise ValueError(f"no pass count for {row} in speed_common.PASSES")
     return float(value), "speed_common.PASSES (image defaults)"
-
-
-def measure(row: str, args, device, run) -> dict:
-    """Time and measure one row: ``run(model, clock)`` on a freshly built model."""
-    cleanup(device)
-    result: dict = {"row": row, "method": row.split(":")[0]}
-    clock = StepClock(args.warmup_steps, args.steps, device_sync(device), args.timer_fn)
-    model, peak = None, None
-    began = time.perf_counter()
-    try:
-        model = build(args, device)
-        peak = PeakMemory(device)
-        with peak:
-            whole = run(model, clock)
-    except Exception as exc:  # a benchmark reports, it does not stop (out of memory, a method that does not apply)
-        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        result.update(status="failed", error=f"{type(exc).__name__}: {message}")
-        whole = None
-    finally:
-        if peak is not None:
-            result["memory"] = peak.metrics()
-        del model
-        cleanup(device)
-    result["wall_s"] = time.perf_counter() - began
-    if "status" not in result:
-        if whole is not None:  # ssd: (seconds, examples) of the whole run
-            seconds, examples = whole
-            per_step = seconds * args.batch_size / examples
-            result.update(status="ok", seconds_per_step=per_step, steps_timed=None, examples=examples,
-                          samples_per_s=examples / seconds, setup_s=None, seconds=seconds)
-        elif not clock.timed:
-            result.update(status="failed", error=f"only {clock.index} optimizer steps (wanted "
-                                                 f"{args.warmup_steps + args.steps})")
-        else:
-            per_step = clock.seconds_per_step
-            result.update(status="ok", seconds_per_step=per_step, steps_timed=clock.timed,
-                          samples_per_s=args.batch_size / per_step,
-                          setup_s=max(0.0, clock.first - per_step) if clock.first is not None else None)
-    memory = result.get("memory", {})
-    result["peak_memory_mib"] = memory.get("peak_gpu_mib", memory.get("peak_rss_mib"))
-    return result
 
 
 def method_row(row: str, split: Split, warm_split: Split, task, args, device):
@@ -271,42 +218,7 @@ def method_row(row: str, split: Split, warm_split: Split, task, args, device):
     return config, run
 
 
-# --- report -------------------------------------------------------------------------------------
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def fmt(value, spec: str, missing: str = "–") -> str:
-    return missing if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
-
-
-def table(results: dict) -> str:
-    mem = "peak GPU MiB" if results["device"]["type"] == "cuda" else "peak RSS MiB"
-    lines = [f"| row | passes | ms/step | samples/s | × bare | ratio (× bare / passes) | {mem} | setup s | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in [results["bare"]] + list(results["methods"].values()):
-        ok = row["status"] == "ok"
-        status = "ok" if ok else f"failed: {row.get('error', '')[:90]}".replace("|", "/")
-        if ok and row["row"] == "ssd":
-            status = f"ok (whole run, {row['examples']} examples)"
-        lines.append(
-            f"| {row['row']} | {fmt(row.get('passes'), '.2f')} | "
-            f"{fmt(row.get('seconds_per_step') and row['seconds_per_step'] * 1000, '.1f')} | "
-            f"{fmt(row.get('samples_per_s'), ',.1f')} | {fmt(row.get('x_bare'), '.2f')} | "
-            f"{fmt(row.get('ratio'), '.2f')} | {fmt(row.get('peak_memory_mib'), ',.0f')} | "
-            f"{fmt(row.get('setup_s'), '.2f')} | {status} |")
-    return "\n".join(lines)
-
+# --- arguments and main -------------------------------------------------------------------------
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -318,36 +230,19 @@ def parse_args(argv=None):
     parser.add_argument("--channels-last", action="store_true", help="channels-last model and batches")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: every registered "
                                                                       "method but original)")
-    parser.add_argument("--timer", choices=("auto", "wall", "cpu"), default="auto",
-                        help="wall: elapsed seconds; cpu: this process's CPU seconds (CPU runs only); auto: cpu on a "
-                             "CPU device, else wall")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON results file (default benchmarks/results/"
-                                                    "vision_scale-<device>.json)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CPU, batch 4, 1 warm-up + 2 timed steps, every method: every row runs")
+    add_run_args(parser, out_default="vision_scale-<device>.json",
+                 smoke_help="CPU, batch 4, 1 warm-up + 2 timed steps, every method: every row runs")
     args = parser.parse_args(argv)
     if args.smoke:
         args.device, args.batch_size, args.steps, args.warmup_steps = "cpu", 4, 2, 1
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
-    if args.steps < 1 or args.warmup_steps < 1 or args.batch_size < 1:
-        parser.error("need --steps >= 1, --warmup-steps >= 1 (the first step carries the set-up), --batch-size >= 1")
-    args.methods = methods
-    return args
+    return check_args(parser, args, METHODS)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     device = resolve_device(args.device)
-    if args.timer == "auto":
-        args.timer = "cpu" if device.type == "cpu" else "wall"
-    if args.timer == "cpu" and device.type != "cpu":
-        raise SystemExit("--timer cpu counts this process's CPU seconds: it cannot time work on a GPU")
-    args.timer_fn = time.process_time if args.timer == "cpu" else time.perf_counter
+    resolve_timer(args, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     steps = args.warmup_steps + args.steps
@@ -357,6 +252,17 @@ def main(argv=None) -> dict:
     entangle_split = make_split(rows, 2 * rows, rows, args.channels_last, data_device, args.seed)
     warm_split = make_split(args.batch_size, args.batch_size, 0, args.channels_last, data_device, args.seed + 1)
     task = ClassificationTask(CLASSES, split.source.pipeline)
+    rate = Throughput("samples_per_s", "samples/s", ",.1f", args.batch_size,
+                      "samples/s = batch per optimizer step (ssd: examples per second of its whole run)")
+
+    def measure_row(row, run):
+        return measure(row, lambda: build(args, device), run, args, device, rate)
+
+    def prepare(row):
+        row_split = entangle_split if row.startswith("entangle") else split
+        config, run = method_row(row, row_split, warm_split, task, args, device)
+        return (config, run, *passes_for(row, config))
+
     n_params = sum(p.numel() for p in build(args, torch.device("cpu")).parameters())
     header = (f"ResNet-18 (CIFAR stem, {n_params / 1e6:.2f} M params) on {device} ({device_name(device)}); "
               f"torch {torch.__version__}; random uint8 3×32×32, 10 classes, CIFAR-10 pipeline; batch "
@@ -366,56 +272,20 @@ def main(argv=None) -> dict:
     results: dict = {
         "script": "benchmarks/vision_scale.py", "argv": sys.argv[1:] if argv is None else list(argv),
         "model": "resnet18 (CIFAR stem)", "parameters": n_params, "input_shape": list(SHAPE), "classes": CLASSES,
-        "device": {"type": device.type, "name": device_name(device), "spec": str(device)},
+        "device": device_info(device),
         "torch": torch.__version__, "python": platform.python_version(), "preset": PRESET,
         "amp": args.amp, "channels_last": args.channels_last, "batch_size": args.batch_size, "steps": args.steps,
         "warmup_steps": args.warmup_steps, "timer": args.timer, "threads": torch.get_num_threads(),
         "smoke": args.smoke, "forget_rows": rows, "retain_rows": rows,
     }
 
-    bare = measure("bare PyTorch loop (SGD)", args, device,
-                   lambda model, clock: bare_loop(model, split, args, device, clock))
-    bare.update(method="bare", passes=1.0, passes_counted="forward, cross-entropy, backward, SGD step")
-    if bare["status"] == "ok":
-        bare.update(x_bare=1.0, ratio=1.0)
-    results["bare"] = bare
-    print(f"  bare: {bare['status']} {fmt(bare.get('seconds_per_step'), '.4f')} s/step {bare.get('error', '')}",
-          flush=True)
-    bare_step = bare.get("seconds_per_step")
+    bare = ("bare PyTorch loop (SGD)", "forward, cross-entropy, backward, SGD step",
+            lambda model, clock: bare_loop(model, split, args, device, clock))
+    measure_rows(results, measure_row, bare, prepare, row_names(args.methods))
 
-    results["methods"] = {}
-    row_names = [r for m in args.methods for r in (["entangle:alm", "entangle:wpgd"] if m == "entangle" else [m])]
-    for row in row_names:
-        row_split = entangle_split if row.startswith("entangle") else split
-        try:
-            config, run = method_row(row, row_split, warm_split, task, args, device)
-            passes, counted = passes_for(row, config)
-        except Exception as exc:  # e.g. a config the method rejects
-            result = {"row": row, "method": row.split(":")[0], "status": "failed",
-                      "error": f"{type(exc).__name__}: {exc}", "peak_memory_mib": None}
-        else:
-            result = measure(row, args, device, run)
-            result.update(passes=passes, passes_counted=counted, config=config.to_dict())
-            if result["status"] == "ok" and bare_step:
-                result["x_bare"] = result["seconds_per_step"] / bare_step
-                result["ratio"] = result["x_bare"] / passes
-        results["methods"][row] = result
-        print(f"  {row}: {result['status']} {fmt(result.get('seconds_per_step'), '.4f')} s/step "
-              f"{result.get('error', '')}", flush=True)
-
-    results["total_wall_s"] = time.perf_counter() - started
-    results["table"] = table(results)
     out = Path(args.out) if args.out else \
         Path(__file__).resolve().parent / "results" / f"vision_scale-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(header + "\n")
-    print(results["table"])
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nratio = (s/step ÷ bare s/step) ÷ passes; samples/s = batch per optimizer step (ssd: examples per "
-          f"second of its whole run). {results['total_wall_s']:.0f} s in all; load average (1 min) {load:.2f} on "
-          f"{os.cpu_count()} cores. Results: {out}")
+    write_results(results, out, header, rate, started)
     return results
 
 

@@ -53,3 +53,24 @@ def lm_task(tok):
     from unlearnkit.tasks.causal_lm import CausalLMTask
 
     return CausalLMTask(tok)
+
+
+@pytest.fixture
+def write_images():
+    """``write_images(root, classes=("ant", "bee", "cow"), train=6, test=2, size=8)``: an image folder
+    (``root/{train,test}/<class>/<i>.png``, random RGB pixels from a generator seeded per test); returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def write(root, classes=("ant", "bee", "cow"), train=6, test=2, size=8):
+        for split, count in (("train", train), ("test", test)):
+            for name in classes:
+                for i in range(count):
+                    path = root / split / name / f"{i}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+        return root
+
+    return write

@@ -7,7 +7,9 @@ Everything is built in memory, offline, in well under a second:
   (0) differs from EOS (2), as the text contract requires. Cached per argument tuple.
 - :func:`tiny_llama` builds a ``LlamaForCausalLM`` (hidden 32, 2 layers, 4 heads, 4x MLP, tied embeddings,
   eager attention) seeded for reproducibility, through ``unlearnkit.models.hf.tiny_llama``.
-- :func:`memorise` trains a model on one batch until it reproduces the answers.
+- :func:`memorise` trains a model on one batch until it reproduces the answers; :func:`memorised_lm`
+  fits one on a small QA source (the ``lm`` fixture of the method tests); :func:`answer_log_likelihood`
+  scores answers straight from a model's logits.
 - :func:`qa_pairs` / :func:`qa_data` generate a small fictitious-author QA set and encode it with
   :func:`unlearnkit.data.text.encode_qa`.
 - :func:`text_source` wraps a QA set in a ``DataSource(kind="text")`` with a named split
@@ -112,13 +114,14 @@ def text_source(tokenizer, n: int = 24, n_forget: int = 4, n_test: int = 4, seed
     )
 
 
-def memorise(model, tokenizer, batch, steps: int = 40, lr: float = 1e-2):
+def memorise(model, tokenizer, batch, steps: int = 40, lr: float = 1e-2, optimizer=torch.optim.AdamW):
     """Train ``model`` in place on one ``(input_ids, labels)`` batch until it reproduces the answers
-    (40 AdamW steps suffice for 4 rows on the default :func:`tiny_llama`, ~0.3 s); returns it in eval mode."""
+    (40 AdamW steps suffice for 4 rows on the default :func:`tiny_llama`, ~0.3 s); returns it in eval mode.
+    ``optimizer``: the optimizer class, built with ``lr`` and its own defaults otherwise."""
     from unlearnkit.tasks.causal_lm import CausalLMTask
 
     task = CausalLMTask(tokenizer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = optimizer(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
         optimizer.zero_grad()
@@ -126,6 +129,42 @@ def memorise(model, tokenizer, batch, steps: int = 40, lr: float = 1e-2):
         optimizer.step()
     return model.eval()
 
+
+
+def memorised_lm(**task_options):
+    """``(task, split, model)``: a :func:`tiny_llama` (seed 0) fitted for 60 AdamW epochs on the 16 QA
+    rows of a :func:`text_source` (the first 4 the ``"forget"`` split), in eval mode; ``task`` a
+    ``CausalLMTask`` on :func:`tiny_tokenizer` with ``task_options`` (e.g. ``refusals``)."""
+    import transformers
+
+    from unlearnkit import make_split
+    from unlearnkit.methods.base import RunContext
+    from unlearnkit.methods.training import TrainConfig, fit
+    from unlearnkit.tasks.causal_lm import CausalLMTask
+
+    transformers.utils.logging.disable_progress_bar()
+    tok = tiny_tokenizer()
+    task = CausalLMTask(tok, **task_options)
+    split = make_split(text_source(tok, n=16, n_forget=4), "forget")
+    model = tiny_llama(tok, seed=0)
+    fit(model, task, split.source.train, TrainConfig(epochs=60, lr=1e-2, optimizer="adamw", batch_size=8),
+        RunContext())
+    return task, split, model.eval()
+
+
+def answer_log_likelihood(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: Σ over answer tokens of log π(token | prefix), straight from the logits (not the Task),
+    and the number of answer tokens."""
+    import torch.nn.functional as F
+
+    from unlearnkit.data.text import IGNORE
+
+    input_ids, labels = batch
+    logits = model(input_ids=input_ids, attention_mask=(input_ids != 0).long()).logits[:, :-1]
+    target = labels[:, 1:]
+    mask = target != IGNORE
+    token_ll = F.log_softmax(logits.float(), -1).gather(2, target.clamp(min=0)[..., None]).squeeze(2)
+    return (token_ll * mask).sum(1), mask.sum(1)
 
 # --- a checkpoint saved the way real ones are (tests/test_real_checkpoints.py) ------------------
 

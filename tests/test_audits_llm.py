@@ -9,7 +9,7 @@ from scipy.stats import ks_2samp
 
 import unlearnkit.audits.tofu as tofu
 import unlearnkit.audits.wmdp as wmdp
-from lm_helpers import CITIES, GENRES, qa_pairs, tiny_llama, tiny_tokenizer
+from lm_helpers import CITIES, GENRES, memorise, qa_pairs, tiny_llama, tiny_tokenizer
 from unlearnkit.audits import AuditContext, audit
 from unlearnkit.data.sources import DataSource
 from unlearnkit.data.split import Split
@@ -234,14 +234,8 @@ def test_tofu_rouge_uses_gold_answers(tok, lm_task, split, monkeypatch):
 def test_tofu_separates_a_memorising_model(tok, lm_task, split):
     """Fitting the forget rows raises forget probability and makes them recognisable (Min-K AUC → 1)."""
     before = tiny_llama(tok, seed=0)
-    model = tiny_llama(tok, seed=0).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x, y = split.forget.gather(torch.arange(len(split.forget)))
-    for _ in range(40):
-        opt.zero_grad()
-        lm_task.loss(model, (x, y)).mean().backward()
-        opt.step()
-    model.eval()
+    forget = split.forget.gather(torch.arange(len(split.forget)))
+    model = memorise(tiny_llama(tok, seed=0), tok, forget, optimizer=torch.optim.Adam)
     ctx = AuditContext(batch_size=16, retrain=before)
     m = audit(model, lm_task, split, ["tofu"], ctx=ctx)
     base = audit(before, lm_task, split, ["tofu"], ctx=AuditContext(batch_size=16))

@@ -8,15 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lm_helpers import text_source, tiny_llama, tiny_tokenizer
-from unlearnkit import make_split, unlearn
+from lm_helpers import answer_log_likelihood, memorised_lm
+from unlearnkit import unlearn
 from unlearnkit.data.dataset import iterate_batches
 from unlearnkit.data.text import IGNORE
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.api import build_config
 from unlearnkit.methods.base import METHODS, RunContext
 from unlearnkit.methods.idk_dpo import dpo_terms
-from unlearnkit.methods.training import TrainConfig, fit
 
 
 def first_batch(data, n=64):
@@ -98,28 +97,12 @@ def test_classifier_end_to_end_forgets(trained_mlp, task, class_split):
 
 @pytest.fixture(scope="module")
 def lm():
-    import transformers
-
-    from unlearnkit.tasks.causal_lm import CausalLMTask
-
-    transformers.utils.logging.disable_progress_bar()
-    tok = tiny_tokenizer()
-    task = CausalLMTask(tok, refusals=("I don't know.", "I have no idea."))
-    split = make_split(text_source(tok, n=16, n_forget=4), "forget")
-    model = tiny_llama(tok, seed=0)
-    fit(model, task, split.source.train, TrainConfig(epochs=60, lr=1e-2, optimizer="adamw", batch_size=8),
-        RunContext())
-    return task, split, model.eval()
+    return memorised_lm(refusals=("I don't know.", "I have no idea."))
 
 
 def sequence_log_likelihood(model, batch):
     """Σ over answer tokens of log π(token | prefix), straight from the logits (not the Task)."""
-    input_ids, labels = batch
-    logits = model(input_ids=input_ids, attention_mask=(input_ids != 0).long()).logits[:, :-1]
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    token_ll = F.log_softmax(logits.float(), -1).gather(2, target.clamp(min=0)[..., None]).squeeze(2)
-    return (token_ll * mask).sum(1)
+    return answer_log_likelihood(model, batch)[0]
 
 
 def refusal_batch(task, batch, seed):

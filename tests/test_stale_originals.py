@@ -8,24 +8,13 @@ from PIL import Image
 from unlearnkit import load_data
 from unlearnkit.cli import main
 
-RNG = np.random.default_rng(3)
-
-
-def write_images(root, classes=("ant", "bee", "cow"), train=6, test=2, size=8):
-    for split, count in (("train", train), ("test", test)):
-        for name in classes:
-            for i in range(count):
-                path = root / split / name / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(RNG.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
-    return root
-
 
 def _rows(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-def test_changed_pixels_retrain_the_original_and_change_the_fingerprint(tmp_path, monkeypatch, caplog):
+def test_changed_pixels_retrain_the_original_and_change_the_fingerprint(tmp_path, monkeypatch, caplog,
+                                                                        write_images):
     cache = tmp_path / "cache"
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(cache))
     caplog.set_level(logging.INFO, logger="unlearnkit.bench.originals")
@@ -59,7 +48,7 @@ def test_changed_pixels_retrain_the_original_and_change_the_fingerprint(tmp_path
     assert new == {load_data(f"imagefolder:{data}").fingerprint()}
 
 
-def test_fingerprint_is_of_contents_not_of_the_path(tmp_path):
+def test_fingerprint_is_of_contents_not_of_the_path(tmp_path, write_images):
     import shutil
 
     data = write_images(tmp_path / "a")

@@ -159,19 +159,13 @@ def test_gradient_norm_by_hand(lm_task):
 # --- the family ---------------------------------------------------------------------------------
 
 def test_family_catches_a_memorising_model_and_uses_the_retrain_reference(lm_task):
-    from lm_helpers import tiny_llama
+    from lm_helpers import memorise, tiny_llama
     from test_audits_llm import _text_source
 
     split = _text_source(lm_task.tokenizer)           # forget25 (8 items) vs holdout25 (8 items)
     before = tiny_llama(lm_task.tokenizer, seed=0)
-    model = tiny_llama(lm_task.tokenizer, seed=0).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x, y = split.forget.gather(torch.arange(len(split.forget)))
-    for _ in range(40):
-        opt.zero_grad()
-        lm_task.loss(model, (x, y)).mean().backward()
-        opt.step()
-    model.eval()
+    forget = split.forget.gather(torch.arange(len(split.forget)))
+    model = memorise(tiny_llama(lm_task.tokenizer, seed=0), lm_task.tokenizer, forget, optimizer=torch.optim.Adam)
     plain = audit(model, lm_task, split, ["text_mia"], ctx=AuditContext(batch_size=16))
     assert set(plain) == KEYS - {"mia_ref_auc", "mia_ref_tpr1", "mia_ref_tpr01"}   # no retrain model: no ref attack
     for attack in ("loss", "zlib", "mink", "minkpp", "gradnorm"):

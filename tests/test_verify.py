@@ -12,21 +12,9 @@ from unlearnkit.cli import main
 from unlearnkit.data.split import canonical_ids, forget_ids_sha256
 from unlearnkit.deletion import sha256_ids
 
-RNG = np.random.default_rng(7)
-
-
-def write_images(root, classes=("ant", "bee", "cow"), train=6, test=2, size=8):
-    for split, count in (("train", train), ("test", test)):
-        for name in classes:
-            for i in range(count):
-                path = root / split / name / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(RNG.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
-    return root
-
 
 @pytest.fixture
-def forgotten(tmp_path, monkeypatch, capsys):
+def forgotten(tmp_path, monkeypatch, capsys, write_images):
     """A forget run on an image folder from a checkpoint: (output folder, data folder)."""
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
     data = write_images(tmp_path / "pets")
