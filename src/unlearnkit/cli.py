@@ -98,14 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = sub.add_parser("methods", help="list the registered methods and the hyper-parameters they run with",
                              description="One method per line, then the values it runs with; VALUE(layer) marks a "
-                                         "value a resolver layer (kind, method kind, preset, recipe) set over the "
-                                         "method's own default.")
+                                         "value a resolver layer (kind, method kind, calibrated, preset, recipe) set "
+                                         "over the method's own default.")
     add_verbose(methods)
     methods.add_argument("--kind", choices=("image", "text"), default="image",
                          help="the data kind whose defaults to show (default: image)")
     methods.add_argument("--preset", help="also apply a preset's hyper-parameters")
     methods.add_argument("--scale", choices=("small", "pretrained"),
                          help="text only: pretrained = the recipe for a pretrained --hf-model (OpenUnlearning's)")
+    methods.add_argument("--data", default=None,
+                         help="an embedded benchmark (e.g. wmdp-mini): its own calibrated defaults, as bench --data uses")
 
     convert = sub.add_parser("convert-gguf", help="convert a GGUF checkpoint into a save_pretrained folder "
                                                   "(model + tokenizer) that --hf-model reads",
@@ -234,8 +236,8 @@ def cmd_methods(args) -> int:
     from .resolve import explain_config, resolve_config
 
     for name, cls in METHODS.items():
-        config = resolve_config(name, kind=args.kind, scale=args.scale, preset=args.preset).to_dict()
-        origin = explain_config(name, kind=args.kind, scale=args.scale, preset=args.preset)
+        config = resolve_config(name, kind=args.kind, scale=args.scale, preset=args.preset, data=args.data).to_dict()
+        origin = explain_config(name, kind=args.kind, scale=args.scale, preset=args.preset, data=args.data)
         values = " ".join(f"{k}={v}" + (f"({origin[k]})" if origin.get(k, "defaults") != "defaults" else "")
                           for k, v in config.items())
         print(f"{name:<14} {cls.summary}")

@@ -10,6 +10,11 @@ defaults. A method's config is built from these layers, each later one over the 
    method has);
 3. ``method kind`` — the method's own per-kind defaults (``Config.kind_defaults``, declared next to
    its config with the reason);
+3a. ``calibrated`` — at the small scale (a model trained on small data, not a pretrained LM), the
+   values a committed study chose (:mod:`unlearnkit.calibrated`, each citing its study file): for
+   ``data`` an embedded benchmark with its own study (e.g. ``wmdp-mini``), that study's; else the
+   kind's, chosen to hold on models unlearnkit did not train; ``calibrated=False`` skips it (the
+   papers' values);
 3b. ``scale`` — text only, for a user's pretrained model (``scale="pretrained"``, i.e. ``--hf-model``):
    OpenUnlearning's published recipe (:data:`PRETRAINED_TEXT`, :data:`PRETRAINED_METHODS`, each value
    citing its config file);
@@ -27,6 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .calibrated import calibrated_values
 from .errors import ConfigError
 from .methods.base import METHODS, MethodConfig, coerce_overrides, make_config
 from .methods.base import accumulates as _accumulates
@@ -146,7 +152,7 @@ def resolve_recipe(*, kind: str = "image", scale: str | None = None, preset=None
 
 def config_layers(method: str, *, kind: str = "image", scale: str | None = None, preset=None,
                   overrides: dict | None = None, quick: bool = False, seed: int | None = None,
-                  recipe: dict | None = None) -> list[Layer]:
+                  recipe: dict | None = None, calibrated: bool = True, data: str | None = None) -> list[Layer]:
     """The layers :func:`resolve_config` merges, in order (see the module docstring)."""
     _check_kind(kind, scale)
     config_cls = METHODS.get(method).Config
@@ -166,6 +172,10 @@ def config_layers(method: str, *, kind: str = "image", scale: str | None = None,
         own = dict(config_cls.kind_defaults.get(kind, {}))
         if own:
             layers.append(Layer("method kind", f"{config_cls.__name__}.kind_defaults[{kind!r}]", own))
+        study, tuned = calibrated_values(method, kind, data)
+        tuned = {k: v for k, v in tuned.items() if k in known}
+        if calibrated and tuned and scale != "pretrained":
+            layers.append(Layer("calibrated", f"{study} (unlearnkit/calibrated.py)", tuned))
         if scale == "pretrained" and method != "original":
             values = {k: v for k, v in PRETRAINED_TEXT.items() if k in known}
             values.update({k: v for k, v in PRETRAINED_METHODS.get(method, {}).items() if k in known})
@@ -205,7 +215,7 @@ def _build(config_cls: type[MethodConfig], layers: list[Layer], name: str) -> Me
 
 def resolve_config(method: str, *, kind: str = "image", scale: str | None = None, preset=None,
                    overrides: dict | None = None, quick: bool = False, seed: int | None = None,
-                   recipe: dict | None = None) -> MethodConfig:
+                   recipe: dict | None = None, calibrated: bool = True, data: str | None = None) -> MethodConfig:
     """The config ``method`` runs with on ``kind`` data ("image" or "text"), after every layer.
     ``scale``: "small" (default; a model trained here) or "pretrained" (a user's pretrained language
     model: OpenUnlearning's recipe, :data:`PRETRAINED_TEXT`).
@@ -213,9 +223,11 @@ def resolve_config(method: str, *, kind: str = "image", scale: str | None = None
     ``preset``: a preset name (``bench --preset``) or object; ``overrides``: the user's values (strings
     are typed from the config dataclass, a wrong type is a :class:`ConfigError` naming the key);
     ``quick``: ``--quick``'s shorter runs; ``seed``: the run's seed; ``recipe``: for ``retrain``, the
-    original's recipe as a dict (default: :func:`resolve_recipe` for ``kind``)."""
+    original's recipe as a dict (default: :func:`resolve_recipe` for ``kind``); ``calibrated=False``:
+    without the calibrated layer (the papers' values, :mod:`unlearnkit.calibrated`); ``data``: the data
+    source's name (an embedded benchmark's own calibration, where it has one)."""
     layers = config_layers(method, kind=kind, scale=scale, preset=preset, overrides=overrides, quick=quick,
-                           seed=seed, recipe=recipe)
+                           seed=seed, recipe=recipe, calibrated=calibrated, data=data)
     return _build(METHODS.get(method).Config, layers, method)
 
 

@@ -194,7 +194,7 @@ class BenchPlan:
         overrides = {**self.overrides.get(method, {}), **(extra or {})}
         return resolve_config(method, kind=work.kind if work is not None else "image", scale=self.scale(work),
                               preset=self.preset, overrides=overrides, quick=self.quick, seed=seed,
-                              recipe=recipe.to_dict())
+                              recipe=recipe.to_dict(), data=self.data)
 
 
 def versions() -> dict[str, str]:
@@ -454,7 +454,7 @@ def plan_cells(plan: BenchPlan) -> list[dict]:
             for run in runs:
                 config = plan.method_config(run.method, seed, recipe, work, run.overrides)
                 origin = explain_config(run.method, kind=work.kind, scale=plan.scale(work), preset=plan.preset,
-                                        quick=plan.quick, seed=seed,
+                                        quick=plan.quick, seed=seed, data=plan.data,
                                         overrides={**plan.overrides.get(run.method, {}), **run.overrides},
                                         recipe=recipe.to_dict())
                 cells.append({

@@ -7,8 +7,10 @@ untuned default's (the default is also the study's first trial, so the search st
 
 Objective. Images: minimise Avg Gap to ``retrain`` (mean |UA, RA, TA, MIA-Efficacy − retrain's|). Text:
 maximise TOFU forget quality subject to model utility ≥ ``utility_floor`` × the original model's (an
-Optuna constraint: TPE learns the infeasible region and the best trial is chosen among feasible ones).
-A diverged run scores the worst value (Avg Gap 100; forget quality 0 with utility 0).
+Optuna constraint: TPE learns the infeasible region and the best trial is chosen among feasible ones);
+WMDP-style text data (its audits include ``wmdp``: wmdp-mini, ``wmdp:DIR``): minimise hazard accuracy
+subject to general accuracy ≥ ``utility_floor`` × the original's. A diverged run scores the worst
+value (Avg Gap 100; forget quality 0 / hazard accuracy 100, with utility 0).
 
 The original comes from the cache (``bench/originals.py``) and the retrain reference is trained once
 into ``OUT/references`` (the runner's layout), so workers after the first only run trials. The Optuna
@@ -58,7 +60,11 @@ log = logging.getLogger(__name__)
 OBJECTIVES = {
     "image": ("avg_gap", "minimize", ("accuracy", "mia")),
     "text": ("forget_quality", "maximize", ("tofu",)),
+    "wmdp": ("hazard_acc", "minimize", ("wmdp",)),
 }
+# objectives with a utility floor: the utility metric (a fraction of the original's must be kept)
+UTILITY = {"text": "model_utility", "wmdp": "general_acc"}
+WORST = {"avg_gap": 100.0, "forget_quality": 0.0, "hazard_acc": 100.0}
 WORST_GAP = 100.0  # Avg Gap's ceiling: it averages percentages
 HALVES = ("validation", "test")
 
@@ -126,6 +132,7 @@ class Tuning:
     halves: dict[str, Half]
     dims: dict[str, Dimension]
     floor: float | None = None  # text: the utility floor (utility_floor × the original's utility)
+    objective_name: str = "image"  # the key of OBJECTIVES: image | text | wmdp
 
     @property
     def study_name(self) -> str:
@@ -139,7 +146,8 @@ class Tuning:
         return {"method": self.request.method, "data": self.plan.data_key, "model": self.plan.model,
                 "scenario": self.scenario, "seed": self.request.seed, "split_seed": self.plan.split_seed,
                 "train_seed": self.plan.train_seed, "recipe": self.recipe.to_dict(), "audits": list(self.plan.audits),
-                "objective": self.metric, "utility_floor": self.request.utility_floor if self.kind == "text" else None,
+                "objective": self.metric,
+                "utility_floor": self.request.utility_floor if self.objective_name in UTILITY else None,
                 "fixed": dict(self.plan.overrides.get(self.request.method, {})), "quick": self.plan.quick,
                 "space": {k: repr(d) for k, d in self.dims.items()}}
 
@@ -166,18 +174,20 @@ class Tuning:
 
     def score(self, record: dict) -> tuple[float, float | None]:
         """(objective value, constraint: ≤ 0 when feasible, None for images) of a cell record."""
-        return score(record, self.kind, self.floor)
+        return score(record, self.objective_name, self.floor)
 
 
 def score(record: dict, kind: str, floor: float | None = None) -> tuple[float, float | None]:
-    """The objective of one validation record. Images: (avg_gap, None), a failed run WORST_GAP.
-    Text: (forget_quality, floor − model_utility), a failed run (0, floor)."""
+    """The objective of one validation record; ``kind`` names the objective (:data:`OBJECTIVES`).
+    Images: (avg_gap, None), a failed run WORST_GAP. Text: (forget_quality, floor − model_utility), a
+    failed run (0, floor). WMDP: (hazard_acc, floor − general_acc), a failed run (100, floor)."""
     metrics = record.get("metrics", {}) if record.get("status") == "ok" else {}
-    if kind == "text":
-        quality, utility = metrics.get("forget_quality"), metrics.get("model_utility")
-        if quality is None or utility is None:
-            return 0.0, float(floor or 0.0)
-        return float(quality), float((floor or 0.0) - utility)
+    if kind in UTILITY:
+        metric = OBJECTIVES[kind][0]
+        value, utility = metrics.get(metric), metrics.get(UTILITY[kind])
+        if value is None or utility is None or value != value:
+            return WORST[metric], float(floor or 0.0)
+        return float(value), float((floor or 0.0) - utility)
     gap = metrics.get("avg_gap")
     return (WORST_GAP if gap is None or gap != gap else float(gap)), None
 
@@ -201,12 +211,14 @@ def prepare(request: TuneRequest) -> Tuning:
     source, given = load_source(plan, device)
     if source.kind not in OBJECTIVES:
         raise ConfigError(f"tuning has no objective for {source.kind} data")
-    metric, direction, audits = OBJECTIVES[source.kind]
+    work = workload_for(source)
+    defaults = plan.audits or source.default_audits or work.audits
+    name = "wmdp" if source.kind == "text" and "wmdp" in defaults else source.kind
+    metric, direction, audits = OBJECTIVES[name]
     plan = replace(plan, audits=plan.audits or list(audits)).resolve(source)
     if len(plan.scenarios) != 1 and request.forget is None:
         plan = replace(plan, scenarios=plan.scenarios[:1])
     scenario = plan.scenarios[0]
-    work = workload_for(source)
     recipe = plan.recipe(work)
     sources = dict(zip(HALVES, holdout_halves(source, seed=request.seed)))
     splits = {half: make_split(src, scenario, seed=plan.split_seed) for half, src in sources.items()}
@@ -215,16 +227,18 @@ def prepare(request: TuneRequest) -> Tuning:
     halves = {half: Half(split, AuditContext(device=device, seed=request.seed, original=original, trainer=trainer,
                                              options=dict(work.audit_options)))
               for half, split in splits.items()}
-    tuning = Tuning(request, plan, source.kind, metric, direction, scenario, work, recipe, task, original, halves, dims)
+    tuning = Tuning(request, plan, source.kind, metric, direction, scenario, work, recipe, task, original, halves, dims,
+                    objective_name=name)
     _reference(tuning)
-    if tuning.kind == "text":
+    if name in UTILITY:
         # the original's audit, against the same reference (a model, or only its evaluation log)
         original_metrics = audit(original, task, halves["validation"].split, plan.audits, ctx=halves["validation"].ctx)
-        missing = [k for k in ("forget_quality", "model_utility") if k not in original_metrics]
+        missing = [k for k in (metric, UTILITY[name]) if k not in original_metrics]
         if missing:
-            raise ConfigError(f"tuning on text maximises forget quality at a utility floor; the audits "
-                              f"{plan.audits} on {plan.data_key} give no {', '.join(missing)} (use the tofu audit)")
-        tuning.floor = request.utility_floor * original_metrics["model_utility"]
+            raise ConfigError(f"tuning on text optimises {metric} at a {UTILITY[name]} floor; the audits "
+                              f"{plan.audits} on {plan.data_key} give no {', '.join(missing)} (use the "
+                              f"{'tofu' if name == 'text' else 'wmdp'} audit)")
+        tuning.floor = request.utility_floor * original_metrics[UTILITY[name]]
     return tuning
 
 
@@ -373,7 +387,8 @@ def format_summary(summary: dict) -> str:
     """The printed result: best params, then the objective on validation and final test, tuned vs default."""
     metric = summary["objective"]["metric"]
     study = summary["study"]
-    columns = [metric] + [c for c in ("ua", "ra", "ta", "mia_efficacy", "forget_quality", "model_utility")
+    columns = [metric] + [c for c in ("ua", "ra", "ta", "mia_efficacy", "forget_quality", "model_utility",
+                                      "hazard_acc", "general_acc")
                           if c != metric and c in summary["test"]["metrics"]]
     lines = [f"study {study['name']}: {study['trials_complete']} trials, best #{study['best_trial']}"
              + ("" if study["feasible"] else " (no trial met the utility floor)"),

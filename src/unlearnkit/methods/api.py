@@ -62,7 +62,8 @@ def unlearn(
 
         kind = kind or task.kind
         scale = scale or ("pretrained" if kind == "text" and _from_pretrained(model) else None)
-        cfg = resolve_config(method, kind=kind, scale=scale, preset=preset, overrides=hparams)
+        cfg = resolve_config(method, kind=kind, scale=scale, preset=preset, overrides=hparams,
+                             data=getattr(split.source, "name", None))
     if ctx is None:
         ctx = RunContext(device=resolve_device(device) if device else _model_device(model))
     if deterministic:

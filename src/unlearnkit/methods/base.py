@@ -38,6 +38,12 @@ class MethodConfig:
     of the forget-set draw.  ``augment``: apply the data's training augmentation (random crop/flip
     on images, drawn from a generator seeded by ``seed``) to the batches the method sees, as the
     reference code's unlearning loaders do; False feeds inputs as stored.
+    ``step_size``: "absolute" — ``lr`` is the optimizer's learning rate, as in the papers; "relative"
+    (ours, scale-free) — ``lr`` is each step's size as a fraction of each parameter tensor's norm, so
+    the same value moves a model by the same proportion whatever the scale of its weights and of its
+    loss's gradients (which depend on how the model was trained: optimizer, normalisation, label
+    smoothing, how confident it became). SGD steps along g·‖θ‖/‖g‖ per tensor (the LARS trust ratio,
+    You et al. 2017); Adam/AdamW take a per-tensor learning rate lr·RMS(θ).
     """
 
     epochs: int = 5
@@ -52,6 +58,7 @@ class MethodConfig:
     seed: int = 0
     augment: bool = True
     grad_accum: int = 1
+    step_size: str = "absolute"
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -70,6 +77,8 @@ class MethodConfig:
             raise ConfigError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.step_size not in ("absolute", "relative"):
+            raise ConfigError(f"step_size must be absolute or relative, got {self.step_size!r}")
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ConfigError(f"schedule must be constant, cosine or linear, got {self.schedule!r}")
 

@@ -50,17 +50,45 @@ def make_optimizer(params, config: MethodConfig, precision=None) -> torch.optim.
     if precision is not None and precision.master_weights and any(p.dtype != torch.float32 for p in params):
         masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in params]
     stepped = masters if masters is not None else params
+    relative = getattr(config, "step_size", "absolute") == "relative"
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(stepped, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(stepped, lr=config.lr, weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(stepped, lr=config.lr, weight_decay=config.weight_decay)
+        # relative steps: one group per tensor, its learning rate lr × RMS(θ) at the start (Adam's step
+        # is ≈ lr per coordinate, so the step is ≈ lr × ‖θ‖ per tensor)
+        groups = ([{"params": [p], "lr": config.lr * _rms(p)} for p in stepped] if relative else stepped)
+        kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+        optimizer = kind(groups, lr=config.lr, weight_decay=config.weight_decay)
     if distributed.active():
         optimizer.register_step_pre_hook(_reduce_before_step)
     if masters is not None:
         _with_master_weights(optimizer, params, masters)
+    if relative and config.optimizer == "sgd":
+        optimizer.register_step_pre_hook(_trust_ratio)  # after the reduction and the master copies
     return optimizer
+
+
+# relative steps: the smallest tensor norm a step is scaled to (a tensor initialised at zero, e.g. a bias)
+RELATIVE_FLOOR = 1e-3
+
+
+def _rms(p: torch.Tensor) -> float:
+    return max(float(p.detach().float().pow(2).mean().sqrt()), RELATIVE_FLOOR)
+
+
+def _trust_ratio(optimizer, args, kwargs) -> None:
+    """``step_size="relative"`` with SGD: each tensor's gradient rescaled to the tensor's norm
+    (g·‖θ‖/‖g‖), so ``lr`` is the step as a fraction of ‖θ‖ (before momentum)."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not params:
+        return
+    grads = [p.grad for p in params]
+    with torch.no_grad():
+        g_norms = torch._foreach_norm(grads)
+        p_norms = torch._foreach_norm([p.detach() for p in params])
+        scales = [torch.where(g > 0, pn.clamp_min(RELATIVE_FLOOR) / g.clamp_min(1e-30), torch.zeros_like(g))
+                  for g, pn in zip(g_norms, p_norms)]
+        torch._foreach_mul_(grads, scales)
 
 
 def _with_master_weights(optimizer: torch.optim.Optimizer, params: list, masters: list) -> None:
