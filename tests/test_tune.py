@@ -130,6 +130,25 @@ def test_objective_scores_images_and_text():
     value, constraint = score(ok, "text", floor=0.6)
     assert value == 0.4 and constraint == pytest.approx(0.1)  # infeasible
     assert score({"status": "diverged", "metrics": {}}, "text", floor=0.6) == (0.0, 0.6)
+    # WMDP-style data: hazard accuracy (lower is better) at a general-accuracy floor
+    wmdp = {"status": "ok", "metrics": {"hazard_acc": 24.0, "general_acc": 90.0}}
+    assert score(wmdp, "wmdp", floor=86.0) == (24.0, pytest.approx(-4.0))
+    assert score(wmdp, "wmdp", floor=95.0) == (24.0, pytest.approx(5.0))
+    assert score({"status": "diverged", "metrics": {}}, "wmdp", floor=86.0) == (100.0, 86.0)
+
+
+def test_wmdp_data_is_tuned_for_hazard_accuracy(tmp_path):
+    from unlearnkit.bench.tune import OBJECTIVES, UTILITY, TuneRequest, prepare
+
+    tuning = prepare(TuneRequest(method="rmu", data="wmdp-mini", trials=0, out=str(tmp_path), quick=True,
+                                 overrides={"train": {"epochs": 1}}))
+    assert (tuning.metric, tuning.direction) == OBJECTIVES["wmdp"][:2] == ("hazard_acc", "minimize")
+    assert tuning.objective_name == "wmdp" and UTILITY["wmdp"] == "general_acc"
+    from unlearnkit.audits.api import audit
+
+    val = tuning.halves["validation"]
+    general = audit(tuning.original, tuning.task, val.split, ["wmdp"], ctx=val.ctx)["general_acc"]
+    assert tuning.floor == pytest.approx(0.9 * general)  # the default floor, of the original's general accuracy
 
 
 def test_best_trial_prefers_feasible_trials():
