@@ -334,3 +334,20 @@ def test_text_tuning_maximises_forget_quality_at_a_utility_floor(tmp_path):
         assert {"forget_quality", "model_utility"} <= set(part["metrics"])
     assert summary["retrain"]["validation"]["forget_quality"] == 1.0  # retrain against itself
     assert summary["validation"]["value"] >= summary["default"]["validation"]["value"]
+
+
+def test_bench_holdout_reports_on_the_half_tune_never_sees():
+    from unlearnkit import load_data
+    from unlearnkit.bench.holdout import holdout_halves
+    from unlearnkit.bench.runner import BenchPlan
+
+    source = load_data("digits")
+    validation, test = holdout_halves(source, seed=0)  # what `tune --seed 0` scores on / never sees
+    assert BenchPlan(holdout="all").holdout_half(source) is source
+    for half, expected in (("validation", validation), ("test", test)):
+        got = BenchPlan(holdout=half).holdout_half(source)
+        assert torch.equal(torch.stack([got.test[i][0] for i in range(len(got.test))]),
+                           torch.stack([expected.test[i][0] for i in range(len(expected.test))]))
+        assert len(got.train) == len(source.train)
+        assert BenchPlan(holdout=half).data_key == f"digits@{half}"  # results and originals keyed apart
+    assert len(validation.test) + len(test.test) == len(source.test)

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--audits", type=_csv, help="comma-separated audit families (default: the data's, e.g. "
                                                      "accuracy,mia,relearn,weights for images)")
     bench.add_argument("--quick", action="store_true", help="smoke run: 1 seed, fewer epochs")
+    bench.add_argument("--holdout", choices=("all", "validation", "test"), default="all",
+                       help="which held-out examples the audits use: all (default), or the validation / test half "
+                            "that `unlearnkit tune --seed 0` scores trials on / never sees (report tuned values on test)")
     bench.add_argument("--full", action="store_true", help="every audit family, the expensive shadow-model attack included")
     bench.add_argument("--dry-run", action="store_true",
                        help="print one JSON object per planned cell (method, scenario, seed, the resolved config and "
@@ -155,7 +158,7 @@ def cmd_bench(args) -> int:
         hf_model=args.hf_model, data_options=parse_data_options(args.data_options, args.data),
         precision=precision_of(args), workers=args.workers, executor=args.executor, slurm=_parse_slurm(args.slurm),
         preset=args.preset, log_dir=args.log_dir, retain_model=args.retain_model, retain_logs=args.retain_logs,
-        lm=lm_options_of(args), original=args.original,
+        lm=lm_options_of(args), original=args.original, holdout=args.holdout,
     )
     if args.sweep:
         from .bench.sweep import load_sweep

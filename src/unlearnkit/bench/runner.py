@@ -55,6 +55,8 @@ from .table import format_summary, present_columns, summarise
 
 log = logging.getLogger(__name__)
 
+HOLDOUTS = ("all", "validation", "test")  # BenchPlan.holdout
+
 REFERENCE = "retrain"
 
 
@@ -111,12 +113,28 @@ class BenchPlan:
     # a user's trained classifier (safetensors or a torch.save state dict, architecture ``model``) as the
     # original, instead of the cached one unlearnkit trains (images; a language model is ``hf_model``)
     original: str | None = None
+    # the held-out examples the audits use: "all", or one half of them ("validation": what ``tune``
+    # scores trials on; "test": the half it never sees, where tuned values are reported) — bench/holdout.py
+    holdout: str = "all"
 
     @property
     def data_key(self) -> str:
-        """The data as given, loader options included: what results and cached originals are keyed by."""
+        """The data as given, loader options (and a held-out half) included: what results and cached
+        originals are keyed by."""
         options = ",".join(f"{k}={v}" for k, v in sorted(self.data_options.items()))
-        return f"{self.data}[{options}]" if options else self.data
+        key = f"{self.data}[{options}]" if options else self.data
+        return key if self.holdout == "all" else f"{key}@{self.holdout}"
+
+    def holdout_half(self, source: DataSource) -> DataSource:
+        """``source`` with only the plan's half of its held-out examples (seed 0, as ``tune --seed 0``)."""
+        if self.holdout == "all":
+            return source
+        if self.holdout not in HOLDOUTS:
+            raise ConfigError(f"holdout must be one of {', '.join(HOLDOUTS)}, got {self.holdout!r}")
+        from .holdout import holdout_halves
+
+        validation, test = holdout_halves(source, seed=0)
+        return validation if self.holdout == "validation" else test
 
     def resolve(self, source: DataSource) -> "BenchPlan":
         """A copy with every ``None`` filled from the preset's, the data's and its kind's defaults."""
@@ -312,6 +330,7 @@ def _setup(plan: BenchPlan) -> _Setup:
         AUDITS.get(name)
     device = resolve_device(plan.device)
     source, given = load_source(plan, device)
+    source = plan.holdout_half(source)
     plan = plan.resolve(source)
     runs = plan.runs()  # after resolve: the data's kind may name the default methods
     for name in plan.audits:
