@@ -84,6 +84,35 @@ def test_hand_edited_table_is_caught(tmp_path, monkeypatch):
     assert gen.check() == ["digits"]
 
 
+def _gen_claims():
+    spec = importlib.util.spec_from_file_location("gen_claims", DOCS / "gen_claims.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_claim_table_is_up_to_date():
+    gen = _gen_claims()
+    assert gen.check(), ("docs/results.md: the paper-claim table differs from benchmarks/results/claim-*.json; "
+                         "run `python docs/gen_claims.py` (do not edit the table by hand)")
+
+
+def test_claim_table_hand_edit_is_caught(tmp_path, monkeypatch):
+    gen = _gen_claims()
+    text = (DOCS / "results.md").read_text(encoding="utf-8")
+    block = text[text.index(gen.BEGIN):text.index(gen.END, text.index(gen.BEGIN))]
+    verdict = re.search(r"\*\*(reproduces|partly|not reproduced)\*\*", block).group(0)
+    edited = text.replace(block, block.replace(verdict, "**reproduces (edited)**", 1))
+    assert edited != text
+    page = tmp_path / "results.md"
+    page.write_text(edited, encoding="utf-8")
+    monkeypatch.setattr(gen, "PAGE", page)
+    assert not gen.check()
+    assert gen.main(["--check"]) == 1
+    assert gen.main([]) == 0 and gen.check()  # rewriting restores it, prose untouched
+    assert page.read_text(encoding="utf-8") == text
+
+
 def _table_names(text: str) -> set[str]:
     """The first-column names of every markdown table row: | `name` | ..."""
     return set(re.findall(r"^\|\s*`([a-z0-9_]+)`\s*\|", text, flags=re.M))
