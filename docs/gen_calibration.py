@@ -1,0 +1,192 @@
+"""Write the tables of ``docs/calibration.md`` from the committed calibration files.
+
+    python docs/gen_calibration.py            # rewrite the generated blocks of docs/calibration.md
+    python docs/gen_calibration.py --check    # exit 1 if a block differs from what would be written
+
+Inputs (written by ``benchmarks/calibration.py``):
+
+- ``benchmarks/results/calibration-digits.json`` — every method × calibration model at the
+  calibrated defaults (``calibration.py table --out …``);
+- ``benchmarks/results/calibration-digits-papers.json`` — the same without the calibrated layer
+  (``calibration.py table --uncalibrated --out …``: the papers' values, the defaults before);
+- ``benchmarks/studies/calibration-digits.json`` — the search: each method's grid and best point;
+- ``benchmarks/studies/{wmdp-mini,tofu-mini}.json`` — the embedded text benchmarks' tune studies
+  (``benchmarks/tune_embedded.py``);
+- ``benchmarks/results/targets.json`` and ``targets-before.json`` — ``benchmarks/targets.py``.
+
+Blocks sit between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` as in
+``docs/results.md`` (``docs/gen_results.py``); ``tests/test_calibrated.py`` fails on a hand edit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+PAGE = DOCS / "calibration.md"
+CALIBRATED = ROOT / "benchmarks" / "results" / "calibration-digits.json"
+PAPERS = ROOT / "benchmarks" / "results" / "calibration-digits-papers.json"
+STUDY = ROOT / "benchmarks" / "studies" / "calibration-digits.json"
+TARGETS = ROOT / "benchmarks" / "results" / "targets.json"
+TARGETS_BEFORE = ROOT / "benchmarks" / "results" / "targets-before.json"
+EMBEDDED = ("wmdp-mini", "tofu-mini")  # embedded text benchmarks with a tune study (benchmarks/tune_embedded.py)
+BEGIN = "<!-- generated: {name} -->"
+END = "<!-- end generated -->"
+SCENARIOS = ("class:0", "random:0.1")
+NOT_FORGETTING = ("original", "retrain", "finetune")
+
+
+def _meets(scenario: str, metrics: dict | None, method: str) -> bool:
+    if metrics is None:
+        return False
+    if scenario.startswith("class") and method not in NOT_FORGETTING:
+        return metrics["ua"] >= 90.0 and metrics["ra"] >= 90.0
+    return metrics["ra"] >= 90.0
+
+
+def _cell(metrics: dict | None, ok: bool, scenario: str) -> str:
+    if metrics is None:
+        return "diverged ✗"
+    text = f"{metrics['ua']:.0f} / {metrics['ra']:.0f}" if scenario.startswith("class") else f"{metrics['ra']:.0f}"
+    return text if ok else f"**{text}** ✗"
+
+
+def side_by_side(papers: dict, calibrated: dict) -> str:
+    """Per method and model: class:0 UA / RA and random:0.1 RA, before (papers') → after (calibrated)."""
+    models = list(calibrated["originals"])
+    head = ["method", "defaults"] + [f"{m}: class:0 UA / RA, random:0.1 RA" for m in models] + ["meets"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, row in calibrated["rows"].items():
+        for label, source in (("papers'", papers["rows"].get(method)), ("calibrated", row)):
+            if source is None:
+                continue
+            cells = [method if label == "papers'" else "", label]
+            for m in models:
+                parts = [_cell(source["runs"][m][s], _meets(s, source["runs"][m][s], method), s) for s in SCENARIOS]
+                cells.append(" · ".join(parts))
+            cells.append(f"{source['passed']}/{source['cells']}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def values_table(papers: dict, calibrated: dict, study: dict) -> str:
+    """Per method: the values the calibrated layer changes, papers' → calibrated, and the grid searched."""
+    lines = ["| method | papers' values | calibrated values | grid searched | grid points meeting the criterion |",
+             "|---|---|---|---|---|"]
+    for method, found in sorted(study["methods"].items()):
+        best = found["best"]
+        before = papers["rows"].get(method, {}).get("config", {})
+        old = ", ".join(f"{k} {_fmt(before.get(k))}" for k in best)
+        new = ", ".join(f"{k} {_fmt(v)}" for k, v in best.items())
+        grid = "; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vs)}}}" for k, vs in found["grid"].items() if len(vs) > 1)
+        meeting = sum(p["passed"] == p["cells"] for p in found["points"])
+        lines.append(f"| `{method}` | {old} | {new} | {grid} | {meeting}/{len(found['points'])} |")
+    return "\n".join(lines)
+
+
+def summary(papers: dict, calibrated: dict) -> str:
+    def count(data):
+        rows = {m: r for m, r in data["rows"].items() if m not in ("original", "retrain")}
+        return sum(r["passed"] == r["cells"] for r in rows.values()), len(rows)
+
+    before, after = count(papers), count(calibrated)
+    return (f"Methods meeting the criterion on every model of the set: **{before[0]} of {before[1]}** at the papers' "
+            f"values, **{after[0]} of {after[1]}** at the calibrated defaults.\n\n"
+            f"Commands: `{papers['command']}` ({papers['seconds']} s) and `{calibrated['command']}` "
+            f"({calibrated['seconds']} s), 2 shared CPU cores; the search: `{json.loads(STUDY.read_text())['command']}`.")
+
+
+def _brief(params: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(params.items()))
+
+
+def _metric_pair(run: dict, names: tuple[str, ...]) -> str:
+    metrics = run.get("metrics", {})
+    return " / ".join(f"{metrics[n]:.3g}" if n in metrics else "–" for n in names)
+
+
+def embedded_studies() -> str:
+    """Per embedded text benchmark and method: default vs tuned values, on validation and final test."""
+    lines = []
+    for data in EMBEDDED:
+        path = ROOT / "benchmarks" / "studies" / f"{data}.json"
+        if not path.exists():
+            continue
+        study = json.loads(path.read_text(encoding="utf-8"))
+        first = next(iter(study["methods"].values()))["tune"]
+        metric = first["objective"]["metric"]
+        names = (metric, "general_acc") if metric == "hazard_acc" else (metric, "model_utility")
+        lines += [f"**{data}** ({names[0]} / {names[1]}; floor: {names[1]} ≥ {first['objective']['utility_floor']:.3g}, "
+                  f"{first['study']['trials_complete']} trials per method):", "",
+                  "| method | default values | tuned values | default: validation · test | tuned: validation · test | command |",
+                  "|---|---|---|---|---|---|"]
+        for method, entry in sorted(study["methods"].items()):
+            tune = entry["tune"]
+            default = tune["default"]
+            lines.append(f"| `{method}` | {_brief(default['params'])} | {_brief(entry['best'])} | "
+                         f"{_metric_pair(default['validation'], names)} · {_metric_pair(default['test'], names)} | "
+                         f"{_metric_pair(tune['validation'], names)} · {_metric_pair(tune['test'], names)} | "
+                         f"`{entry['command']}` |")
+        lines.append("")
+    return "\n".join(lines).strip() or "(no study committed yet)"
+
+
+def targets() -> str:
+    lines = ["| benchmark | target | before (the previous defaults, all held-out data) | after (calibrated, test half) |",
+             "|---|---|---|---|"]
+    before = json.loads(TARGETS_BEFORE.read_text(encoding="utf-8"))["targets"] if TARGETS_BEFORE.exists() else []
+    after = json.loads(TARGETS.read_text(encoding="utf-8"))["targets"] if TARGETS.exists() else []
+    old = {(t["benchmark"], t["target"]): t for t in before}
+    for t in after or before:
+        b = old.get((t["benchmark"], t["target"]))
+        mark = lambda x: "" if x is None else ("✓ " if x["met"] else "✗ ") + x["figure"]
+        lines.append(f"| {t['benchmark']} | {t['target']} | {mark(b)} | {mark(t) if after else ''} |")
+    return "\n".join(lines)
+
+
+def blocks() -> dict[str, str]:
+    papers = json.loads(PAPERS.read_text(encoding="utf-8"))
+    calibrated = json.loads(CALIBRATED.read_text(encoding="utf-8"))
+    study = json.loads(STUDY.read_text(encoding="utf-8"))
+    return {"calibration-summary": summary(papers, calibrated),
+            "calibration-table": side_by_side(papers, calibrated),
+            "calibration-values": values_table(papers, calibrated, study),
+            "embedded-studies": embedded_studies(),
+            "targets": targets()}
+
+
+def render(page: str) -> str:
+    for name, body in blocks().items():
+        pattern = re.compile(re.escape(BEGIN.format(name=name)) + r"\n.*?" + re.escape(END), re.S)
+        if not pattern.search(page):
+            raise SystemExit(f"{PAGE}: no block {name!r}")
+        page = pattern.sub(lambda _m: f"{BEGIN.format(name=name)}\n{body}\n{END}", page)
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    current = PAGE.read_text(encoding="utf-8")
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print(f"{PAGE}: generated blocks out of date; run python docs/gen_calibration.py", file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(wanted, encoding="utf-8")
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
