@@ -1,7 +1,7 @@
 """Training throughput on the tiny Llama: a bare PyTorch loop vs our loop, and each method's cost.
 
     OMP_NUM_THREADS=1 python benchmarks/llm_speed.py [--rows 512] [--forget 128] [--batch-size 32] \
-        [--epochs 2] [--repeats 3] [--methods ga,npo,...] [--hidden 128]
+        [--epochs 2] [--repeats 3] [--methods ga,npo,...] [--hidden 128] [--min-steps 12] [--timer cpu|wall]
 
 Data: ``--rows`` generated fictitious-author QA pairs (``encode_qa``, ~27 tokens per row, ~11 of them
 answer tokens), a byte-level BPE tokenizer trained on them, the tofu-mini model
@@ -14,11 +14,20 @@ the first ``--forget`` rows, retain = the rest (a named split of a ``DataSource(
 2. ``finetune``: the same passes through ``unlearnkit.unlearn(..., method="finetune",
    optimizer="adamw")``, i.e. the shared loop + ``CausalLMTask`` (per-example losses, trimming,
    model copy, scheduler). Its time over ``bare``'s is our loop's overhead.
-3. Every registered method, one epoch at its default hyper-parameters except ``batch_size`` (and
-   ``entangle``'s adjacency, given as an indices file: a text split has no class taxonomy). ``s/step``
-   is the median interval between optimizer steps (setup excluded; ``setup`` = time before the
-   first step less one step); ``bare steps`` = s/step ÷ the bare step time (the method's cost per
-   step in bare-step units; ~ its forward+backward passes per step).
+3. Every registered method at its defaults except ``batch_size`` (and ``entangle``'s adjacency,
+   given as an indices file: a text split has no class taxonomy), for one epoch, or for as many
+   as give at least ``--min-steps`` optimizer steps (a method whose epoch passes over the 128-row
+   forget set has 4 steps an epoch at batch 32). ``s/step`` is the median interval between
+   optimizer steps (setup excluded; ``setup`` = time before the first step less one step), best
+   of ``--repeats`` runs, each right after a one-epoch run of the bare loop (1) on a fresh model;
+   ``bare s/step`` = the best of those bare runs' median step intervals, so a change in the
+   machine's load between rows cannot skew one row against a bare loop timed long before it.
+   ``bare steps`` = s/step ÷ bare s/step (the method's cost per step in bare-step units);
+   ``passes`` = the forward+backward passes it needs by construction (``speed_common.PASSES``);
+   ``÷ passes`` = bare steps ÷ passes (target ≤ 1.15: no overhead beyond the algorithm).
+
+Timing: ``--timer cpu`` (default) reads this process's CPU seconds (``time.process_time``), so
+other processes sharing the cores do not inflate a row; ``wall`` reads elapsed time.
 
 Tokens counted are the real (non-pad) input tokens of the rows a loop consumes. One thread is
 the project's measurement setting (see research/llm-stack.md §A.5 on contention); the load average
@@ -27,6 +36,7 @@ at the end says whether other processes shared the machine.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import statistics
@@ -43,6 +53,10 @@ from unlearnkit.data.text import IGNORE, PROMPT, encode_qa
 from unlearnkit.methods import RunContext
 from unlearnkit.models.hf import build_lm
 from unlearnkit.tasks.causal_lm import CausalLMTask
+
+from speed_common import PASSES
+
+TIMER = time.process_time  # set by --timer
 
 FIRST = "Ada Bram Cora Dov Elin Farid Gala Hugo Ines Jory Kemi Lior Mara Nils Odile Pavel Quinn Rosa Sami Tova".split()
 LAST = "Marsh Quill Tarn Vesk Orrin Pell Brook Sable Wren Holt Crane Dusk Fenn Greer Lowe Mott".split()
@@ -88,12 +102,14 @@ def real_tokens(dataset, pad_id: int) -> int:
     return sum(int((x != pad_id).sum()) for x, _ in iterate_batches(dataset, 1024))
 
 
-def bare_loop(model, dataset, batch_size: int, epochs: int, pad_id: int, lr: float = 1e-3) -> tuple[float, int]:
-    """Seconds for ``epochs`` passes of the cheapest step; returns (seconds, steps)."""
+def bare_loop(model, dataset, batch_size: int, epochs: int, pad_id: int, lr: float = 1e-3,
+              stamps: list | None = None) -> tuple[float, int]:
+    """Seconds for ``epochs`` passes of the cheapest step; returns (seconds, steps). ``stamps``
+    receives the time at the end of each step."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
     model.train()
-    steps, start = 0, time.perf_counter()
+    steps, start = 0, TIMER()
     for _ in range(epochs):
         for input_ids, labels in iterate_batches(dataset, batch_size, shuffle=True, generator=generator):
             width = int((input_ids != pad_id).sum(1).max())          # dynamic padding
@@ -104,15 +120,27 @@ def bare_loop(model, dataset, batch_size: int, epochs: int, pad_id: int, lr: flo
             loss.backward()
             optimizer.step()
             steps += 1
-    return time.perf_counter() - start, steps
+            if stamps is not None:
+                stamps.append(TIMER())
+    return TIMER() - start, steps
 
 
 def timed_unlearn(model, task, split, method: str, **hp) -> tuple[float, list[float]]:
     stamps: list[float] = []
-    ctx = RunContext(progress=False, on_step=lambda _m, _s: stamps.append(time.perf_counter()))
-    start = time.perf_counter()
+    ctx = RunContext(progress=False, on_step=lambda _m, _s: stamps.append(TIMER()))
+    start = TIMER()
     unlearn(model, task, split, method=method, ctx=ctx, **hp)
-    return time.perf_counter() - start, [s - start for s in stamps]
+    return TIMER() - start, [s - start for s in stamps]
+
+
+def epochs_for(method_cls, split, batch_size: int, min_steps: int) -> int:
+    """Epochs giving at least ``min_steps`` steps to a loop method (its epoch passes over its
+    ``epoch_stream``); 1 for the others."""
+    stream = getattr(method_cls, "epoch_stream", None)
+    if stream not in ("forget", "retain"):
+        return 1
+    per_epoch = max(1, math.ceil(len(getattr(split, stream)) / batch_size))
+    return max(1, math.ceil(min_steps / per_epoch))
 
 
 def main():
@@ -122,9 +150,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2, help="passes over retain for bare vs finetune")
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved bare/finetune runs (best kept)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved bare/finetune runs, and runs per method each after a bare run (best kept)")
     parser.add_argument("--methods", default=",".join(n for n in METHODS.names() if n != "original"))
+    parser.add_argument("--min-steps", type=int, default=12,
+                        help="raise a loop method's epochs until it takes at least this many steps")
+    parser.add_argument("--timer", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: this process's CPU seconds (robust to other jobs); wall: elapsed time")
     args = parser.parse_args()
+    global TIMER
+    TIMER = time.process_time if args.timer == "cpu" else time.perf_counter
     torch.manual_seed(0)
     from transformers.utils import logging as hf_logging
 
@@ -146,7 +181,7 @@ def main():
     print(f"tiny-llama h{args.hidden} L2: {n_params / 1e6:.2f} M params, vocab {len(tok)}; "
           f"{args.rows} QA rows (forget {args.forget}), padded width {data.x.shape[1]}, "
           f"retain {retain_tokens} real tokens ({answer_tokens} answer tokens); batch {args.batch_size}; "
-          f"threads {torch.get_num_threads()}\n")
+          f"threads {torch.get_num_threads()}; {args.timer} time\n")
 
     bare_loop(build_lm("tiny-llama", tok, seed=0, hidden=args.hidden), split.retain, args.batch_size, 1,
               tok.pad_token_id)  # warm-up
@@ -168,9 +203,12 @@ def main():
     print(f"| unlearn(method=finetune, adamw) | {len(ft_stamps)} | {ft_s:.2f} | {ft_s / len(ft_stamps):.4f} | "
           f"{tokens / ft_s:,.0f} | {ft_s / bare_s:.2f} |")
 
-    print(f"\nEach method, 1 epoch at its defaults (batch {args.batch_size}); bare step = {bare_step * 1000:.1f} ms\n")
-    print("| method | steps | seconds | setup s | s/step | bare steps per step |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nEach method at its defaults (batch {args.batch_size}), 1 epoch or enough for {args.min_steps} steps, "
+          f"best of {args.repeats} runs, each after a one-epoch bare run (fresh model) that gives the row's "
+          "bare s/step\n")
+    print("| method | epochs | steps | seconds | setup s | s/step | bare s/step | bare steps per step | passes "
+          "| ÷ passes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         adjacent = Path(tmp) / "adjacent.txt"
         adjacent.write_text(" ".join(str(i) for i in retain[: len(retain) // 4].tolist()))
@@ -178,18 +216,32 @@ def main():
             fields = {f for f in METHODS.get(name).Config.__dataclass_fields__}
             hp = {"batch_size": args.batch_size} if "batch_size" in fields else {}
             if "epochs" in fields:
-                hp["epochs"] = 1
+                hp["epochs"] = epochs_for(METHODS.get(name), split, args.batch_size, args.min_steps)
             if name == "entangle":
                 hp.update(adjacency="file", adjacent_indices_file=str(adjacent))
+            bares, runs = [], []
             try:
-                seconds, stamps = timed_unlearn(model, task, split, name, **hp)
+                for _ in range(args.repeats):  # interleaved: bare, method, bare, method, …
+                    bare_stamps: list[float] = []
+                    bare_loop(build_lm("tiny-llama", tok, seed=0, hidden=args.hidden), split.retain,
+                              args.batch_size, 1, tok.pad_token_id, stamps=bare_stamps)
+                    # the median step interval, as the methods' below
+                    bares.append(statistics.median(b - a for a, b in zip(bare_stamps, bare_stamps[1:])))
+                    seconds, stamps = timed_unlearn(model, task, split, name, **hp)
+                    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+                    per_step = statistics.median(gaps) if gaps else (stamps[0] if stamps else float("nan"))
+                    runs.append((per_step, seconds, stamps))
             except Exception as exc:  # a benchmark reports, it does not stop
-                print(f"| {name} | failed: {type(exc).__name__}: {str(exc)[:80]} | | | | |")
+                print(f"| {name} | failed: {type(exc).__name__}: {str(exc)[:80]} | | | | | | | | |")
                 continue
-            gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-            per_step = statistics.median(gaps) if gaps else (stamps[0] if stamps else float("nan"))
+            row_bare = min(bares)
+            per_step, seconds, stamps = min(runs, key=lambda run: (run[0] != run[0], run[0]))  # NaN (no steps) last
             setup = max(0.0, stamps[0] - per_step) if stamps else seconds
-            print(f"| {name} | {len(stamps)} | {seconds:.2f} | {setup:.2f} | {per_step:.4f} | {per_step / bare_step:.2f} |")
+            passes = PASSES.get(name)
+            ratio = per_step / row_bare
+            per_pass = f"{ratio / passes:.2f}" if passes else "-"
+            print(f"| {name} | {hp.get('epochs', '-')} | {len(stamps)} | {seconds:.2f} | {setup:.2f} | "
+                  f"{per_step:.4f} | {row_bare:.4f} | {ratio:.2f} | {f'{passes:.3g}' if passes else '-'} | {per_pass} |")
     print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 

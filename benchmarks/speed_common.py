@@ -39,7 +39,8 @@ PASSES: dict[str, float | None] = {
     "mox": 2 + 1 / 3,    # memorisation: forget + retain fwd+bwd, frozen-reference forward on retain (KL)
     "rmu": 2 + 1 / 3,    # forget + retain forward (captured at layer ℓ) and backward, frozen forward on retain
     "scrub": 1 + 1 / 3,  # student fwd+bwd + teacher forward, on a forget (max) or retain (min) batch
-    "bad_teacher": 1 + 2 / 3,  # student fwd+bwd + competent and incompetent teacher forwards
+    "bad_teacher": 1 + 1 / 3,  # student fwd+bwd + the teachers' forwards, which cover the batch once
+                               # between them (incompetent on its forget rows, competent on its retain rows)
     "uam": 3,            # fwd+bwd on [forget; retain] (2 batches) + retain fwd+bwd at θ+ε
     "rosu": 4,           # UAM + retain fwd+bwd at θ (fresh g_r)
     "lur": 4,            # retain fwd+bwd with create_graph, forget fwd+bwd at θ', double backward (the

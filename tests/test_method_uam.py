@@ -155,3 +155,74 @@ def test_retain_gradient_diagnostic_changes_nothing(trained_cnn, task, class_spl
     plain = unlearn(trained_cnn, task, class_split, method="uam", epochs=1)
     traced = unlearn(trained_cnn, task, class_split, method="uam", epochs=1, trace_retain_grad=True)
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), traced.state_dict().values()))
+
+
+def reference_uam_steps(model, task, steps, *, rho, lr, momentum, weight_decay, exact):
+    """Independent UAM steps with SGD(momentum, weight decay), written per parameter with
+    torch.autograd.grad (no library helper): θ ← θ − lr·buf, buf ← μ·buf + ∇L_r(θ+ε) + wd·θ,
+    ε = ρ·g_f/‖g_f‖ from the forget part of the merged forward. Returns θ and the per-step ‖ε‖."""
+    model = copy.deepcopy(model).train()
+    params = list(model.parameters())
+    bufs, eps_norms = None, []
+    for batches in steps:
+        (xf, yf), (xr, yr) = batches["forget"], batches["retain"]
+        logits = model(torch.cat([xf, xr]))
+        g_f = torch.autograd.grad(nn.functional.cross_entropy(logits[: len(yf)], yf), params)
+        g_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in g_f))
+        eps = [rho * g / (float(g_norm) + 1e-16) for g in g_f]
+        eps_norms.append(float(torch.sqrt(sum((e.double() ** 2).sum() for e in eps))))
+        theta = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, eps):
+                p.add_(e)
+        d = torch.autograd.grad(nn.functional.cross_entropy(model(xr), yr), params)
+        with torch.no_grad():
+            for p, t, e in zip(params, theta, eps):
+                if exact:
+                    p.copy_(t)
+                else:
+                    p.sub_(e)
+            step = [g + weight_decay * p for g, p in zip(d, params)]
+            bufs = step if bufs is None else [momentum * b + s for b, s in zip(bufs, step)]
+            for p, b in zip(params, bufs):
+                p.sub_(lr * b)
+    return [p.detach() for p in params], eps_norms
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_optimized_steps_match_a_straightforward_computation(task, class_split, exact):
+    """Regression guard for the per-step optimisations (foreach updates, reused anchor buffers,
+    .grad handed over uncopied, chunked float64 inner products): three steps through the method's
+    gradient_step and the loop's optimizer (momentum, weight decay) equal an independent
+    per-parameter computation to float tolerance, and so does the traced ‖ε‖."""
+    model = bn_mlp(3)
+    steps = [batches_of(class_split, 10 + i, 14 + i) for i in range(3)]
+    config = build_config("uam", lr=0.05, momentum=0.9, weight_decay=5e-4, rho=0.5, exact_restore=exact)
+    expected, eps_norms = reference_uam_steps(model, task, steps, rho=0.5, lr=0.05, momentum=0.9,
+                                              weight_decay=5e-4, exact=exact)
+    model = copy.deepcopy(model).train()
+    params = trainable(model)
+    optimizer = make_optimizer(params, config)
+    ctx, state = RunContext(), {"total": 3}
+    for i, batches in enumerate(steps):
+        optimizer.zero_grad(set_to_none=True)
+        UAM().gradient_step(model, task, batches, config, state, i, ctx)
+        optimizer.step()
+    for got, want in zip(params, expected):
+        torch.testing.assert_close(got.detach(), want, atol=1e-6, rtol=1e-5)
+    assert ctx.trace["eps_norm"] == pytest.approx(eps_norms, rel=1e-6)
+
+
+def test_inner_products_match_flat_float64_in_any_chunking(monkeypatch):
+    from unlearnkit.methods import minmax
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (7,), (2, 3, 4), (1,), (40,)]
+    vectors = [[torch.randn(*s, generator=gen) for s in shapes] for _ in range(3)]
+    flat = [torch.cat([t.reshape(-1) for t in v]).double() for v in vectors]
+    pairs = [(0, 0), (0, 1), (2, 1), (2, 2)]
+    want = [float(flat[i] @ flat[j]) for i, j in pairs]
+    for chunk in (1, 10, 30, 1 << 16):  # one tensor at a time, several chunks, all in one
+        monkeypatch.setattr(minmax, "INNER_PRODUCT_CHUNK", chunk)
+        assert minmax.inner_products(vectors, pairs) == pytest.approx(want, rel=1e-13)
+    assert minmax.inner_products([vectors[0], None], [(0, 0)]) == pytest.approx(want[:1], rel=1e-13)

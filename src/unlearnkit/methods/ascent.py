@@ -6,6 +6,9 @@ NegGrad+ (Kurmanji et al. 2023, SCRUB paper):  min_θ  α·L_r(θ) − (1−α)�
 GA's ascent is unbounded; the loop's divergence guard stops a run whose loss overflows.
 Defaults are ours for the embedded data (the papers' lr 1e-5–1e-4 for 5 epochs is tuned to
 ResNet-18 on CIFAR, where one epoch is hundreds of steps); tune them against retrain.
+
+Passes per step: GA 1 forward + 1 backward (one forget batch); NegGrad+ 2 forward + 2 backward (a
+forget and a retain batch).
 """
 from __future__ import annotations
 

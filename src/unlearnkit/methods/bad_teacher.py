@@ -45,6 +45,10 @@ Where their code is silent or we chose:
   with ``seed + incompetent_seed_offset`` in its own RNG scope, so it never perturbs the run's other
   draws (their code builds a fresh, randomly initialised network of the same class). The offset
   picks another incompetent teacher for the same run seed.
+
+Passes per step: 2 forward + 1 backward (the student's forward and backward on a mixed batch; the
+two frozen teachers' forwards cover that batch once between them, the incompetent one on its forget
+rows, the competent one on its retain rows).
 """
 from __future__ import annotations
 

@@ -45,6 +45,10 @@ its rows; phase 1 weighs the forget and remote terms by their batches' shares an
 global batch (its value enters λ and c²); phase 2's gradients are the global ones, and W2² pairs the
 *global* batch's sorted losses (the sort is over the whole batch, so it cannot be taken per shard).
 L̄_rem and the adjacency are computed on every process over all data (once per run).
+
+Passes per step: no single figure. Phase 1 (ALM): 2 forward + 2 backward (a forget and a remote
+batch); phase 2 (W-PGD): 1 + 3K forward + 1 + 2K backward (an adjacent batch; K forget batches, each
+also through the frozen θ̄ when α > 0; K remote batches), each at its phase's batch size.
 """
 from __future__ import annotations
 

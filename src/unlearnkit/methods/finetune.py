@@ -4,6 +4,8 @@ Forgetting comes only from catastrophic forgetting of D_f while descending on D_
     min_θ  L_r(θ) = E_{(x,y)∈D_r} CE(f_θ(x), y)
 FT never reads the forget set (``streams = ("retain",)``).
 Defaults: the papers use 10 epochs at lr 0.01–0.1 on CIFAR; we keep 10 epochs, lr 0.01.
+
+Passes per step: 1 forward + 1 backward (one retain batch).
 """
 from __future__ import annotations
 

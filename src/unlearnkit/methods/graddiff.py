@@ -32,6 +32,9 @@ recipe (AdamW, lr 1e-5, weight decay 0.01, 10 epochs, effective batch 32, one wa
 1B–8B models; ours for the digits CNN: SGD (momentum 0.9) lr 0.002, batch 64, 5 epochs, gradient
 clipping at norm 1 (without clipping, or at lr 0.01, the unbounded ascent collapses the CNN to one
 class, RA ≈ 11%; measured on class:0, two seeds). The divergence guard stops a run that overflows.
+
+Passes per step: 2 forward + 2 backward (a forget and a retain batch; ``retain_loss="kl"`` adds the
+frozen original's forward on the retain batch: 3 forward + 2 backward).
 """
 from __future__ import annotations
 

@@ -19,6 +19,9 @@ recipe (AdamW lr 1e-5, 5 epochs, batch 32) is for 7B LMs; ours for the digits CN
 ``random_label``'s (SGD lr 0.01, 10 epochs) with norm-layer statistics frozen (``freeze_norm``) and
 gradient clipping at norm 1: with frozen BatchNorm and no clipping the run diverges within a few
 steps (two seeds, both digits scenarios), with clipping it keeps RA ≈ 99.5% on class:0.
+
+Passes per step: 2 forward + 2 backward (the forget questions with refusal answers, and a retain
+batch; ``retain_loss="kl"`` adds a reference forward).
 """
 from __future__ import annotations
 

@@ -28,6 +28,9 @@ clipping at norm 1, norm-layer statistics frozen so the ratios are exactly 1 at 
 class:0 (two seeds, the same within 0.1): UA 100 %, RA 88.5 %, TA 85.5 %; at NPO's lr 0.002 RA falls to
 79 %, at 0.001 UA reaches only 71 % (random:0.1: UA 0 at every lr tried, RA ≥ 99.5 % at 0.0015). Pushing
 the forget class towards random other classes costs retain accuracy that NPO (RA 97.5 %) does not.
+
+Passes per step: 5 forward + 3 backward (refusal and forget-answer rows, two batches' worth, forward
+and backward under π_θ and forward under the frozen π_ref; a retain batch forward and backward).
 """
 from __future__ import annotations
 

@@ -37,6 +37,9 @@ random:0.1, seeds 0–2; the paper's CIFAR values are not available to us): 10 e
 at batch 32, SGD lr 0.01 momentum 0.9, α = β = 1, c = 10 nats (a little above the retrained
 model's forget loss on class:0, ≈ 8), λ = 2 (a 2% shrink per step: without it the delay stays
 near GA's), σ₀ = 0.5, γ = 0.95, k = 5, then 3 retain epochs at lr 0.01.
+
+Passes per step: 2 forward + 2 backward in phase 1 (a forget and a retain batch; decay and noise are
+parameter-wise ops, no pass); 1 forward + 1 backward in the repair phase (a retain batch).
 """
 from __future__ import annotations
 

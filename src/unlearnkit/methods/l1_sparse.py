@@ -28,6 +28,9 @@ steps: each weight's total ℓ1 shrinkage Σ_t lr·γ_t is ≈ 1.2·γ here. Mea
 (1 seed): γ = 1e-4 leaves the result equal to plain FT (class:0 avg_gap 50.1, UA 0); 5e-3 gives
 avg_gap 13.4 (class:0) / 3.6 (random:0.1); 1e-2 gives 1.2 / 16.5. Pass ``gamma=1e-4`` for the
 paper's order of magnitude.
+
+Passes per step: 1 forward + 1 backward (one retain batch; the ℓ1 term is a parameter-wise op, no
+pass).
 """
 from __future__ import annotations
 

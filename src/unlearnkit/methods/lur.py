@@ -40,9 +40,14 @@ step computes anyway: with ``lookahead="retain"`` that is ∇L_r at θ and ∇L_
 ``"forget"``), so it is not the same quantity as the cosine of a plain NegGrad step at θ.
 Second order needs a double backward through the model; use ``first_order=True`` where a kernel
 (e.g. a fused attention) has none.
+
+Passes per step: 2 forward + 2 backward and one double backward, ≈ 4 in all (the inner batch's
+forward and backward with ``create_graph``, the outer batch's at θ', and the Hessian-vector product:
+a backward through the backward graph, ≈ 2 passes; ``first_order``: 2 + 2).
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -52,7 +57,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError
 from .base import MethodConfig, register
-from .gradients import at_params, cosine, grads_of, hvp, set_grads, stat_buffers, trainable
+from .gradients import at_params, grads_of, hvp, stat_buffers, trainable
 from .loop import LoopMethod, check_finite
 
 
@@ -131,18 +136,27 @@ def lookahead_gradient(model: nn.Module, task, batches: dict, config: LURConfig,
     with _lookahead_buffers(model, config.lookahead_bn) as buffers:
         loss_out = outer(at_params(model, fast, buffers))                 # L_out(θ')
     g_out = grads_of(loss_out, fast, retain_graph=False)                  # ∇L_out(θ')
+    # imported here: importing minmax at the top would register uam before lur (the registry's order)
+    from .minmax import inner_products
+
+    g_in_value = [g.detach() for g in g_in]
+    g_u, g_r = (g_out, g_in_value) if config.lookahead == "retain" else (g_in_value, g_out)
+    uu, rr, ur = inner_products([g_u, g_r], [(0, 0), (1, 1), (0, 1)])  # before g_out is overwritten below
+    cos = ur / (math.sqrt(uu) * math.sqrt(rr) + 1e-30)                    # cos(∇L_u, ∇L_r)
+    # ∇J built in place in fresh tensors (the HVP's output, else g_out), one _foreach kernel per op
     if second_order:
-        h = hvp(g_in, params, g_out)                                      # H_in(θ)·∇L_out(θ')
-        outer_grad = [g - config.alpha * hg for g, hg in zip(g_out, h)]   # (I − α·H_in)·∇L_out(θ')
+        outer_grad = hvp(g_in, params, g_out)                             # H_in(θ)·∇L_out(θ')
+        torch._foreach_mul_(outer_grad, -config.alpha)
+        torch._foreach_add_(outer_grad, g_out)                            # (I − α·H_in)·∇L_out(θ')
     else:
         outer_grad = g_out
-    grad = [w_in * gi.detach() + w_out * go for gi, go in zip(g_in, outer_grad)]  # ∇J
-    objective = (w_in * loss_in + w_out * loss_out).detach()                      # J(θ)
+    torch._foreach_mul_(outer_grad, w_out)
+    torch._foreach_add_(outer_grad, g_in_value, alpha=w_in)               # ∇J = w_in·∇L_in + w_out·(…)
+    objective = (w_in * loss_in + w_out * loss_out).detach()              # J(θ)
     if log is not None:
         log(names[0], loss_in)
         log(names[1], loss_out)
-    g_u, g_r = (g_out, g_in) if config.lookahead == "retain" else (g_in, g_out)
-    return objective, grad, cosine([g.detach() for g in g_u], [g.detach() for g in g_r])
+    return objective, outer_grad, cos
 
 
 @register
@@ -160,6 +174,7 @@ class LUR(LoopMethod):
         with kernels:
             objective, grad, cos = lookahead_gradient(model, task, batches, config, ctx.generator, log=ctx.log)
         check_finite(objective, self.name, step)
-        set_grads(trainable(model), grad)  # ∇J; the loop clips and steps
+        for p, g in zip(trainable(model), grad):  # ∇J (fresh tensors, handed over uncopied); the loop clips and steps
+            p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
         ctx.record("cos_unlearn_retain", cos)
         return objective

@@ -40,11 +40,16 @@ Defaults: optimizer SGD(lr 0.01, momentum 0.9, weight decay 5e-4) from UAM's REA
 uses 5 epochs and batches of 128 on CIFAR-10); ρ = 2, 3 epochs and batches of 64 are our choice
 for the embedded digits data with the default cnn (the README leaves ρ to the user; ρ = 1 barely
 forgets class 0, ρ ≥ 3 costs 35+ points of retain accuracy: ``benchmarks/claim_rosu.py``).
+
+Passes per step: 3 forward + 3 backward (the merged forget+retain batch, which counts two, at θ; the
+retain batch at θ+ε; ``trace_retain_grad`` adds a retain forward + backward at θ). The perturbation,
+the restore and the trace are parameter-wise ops.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -52,7 +57,7 @@ from .. import distributed
 from ..data.dataset import num_batches
 from ..errors import ConfigError
 from .base import MethodConfig, RunContext, register
-from .gradients import Grads, add_to_params, grads_of, gram, norm, scale, set_grads, trainable
+from .gradients import Grads, grads_of, trainable
 from .loop import LoopMethod, check_finite
 from .npo import negative_preference
 from .reference_model import frozen_copy
@@ -62,9 +67,58 @@ from .reference_model import frozen_copy
 # The perturbation math, as pure functions over gradient lists
 # ---------------------------------------------------------------------------------------------
 
+# elements flattened together for :func:`inner_products` (512 KiB per vector in float64): few kernel
+# launches for small models, cache-sized temporaries for large ones (measured on CPU: 64 Ki elements
+# beat both one tensor at a time and 2 Mi-element chunks on the cnn and on tiny-llama)
+INNER_PRODUCT_CHUNK = 1 << 16
+
+
+def _chunks(tensors: Sequence[torch.Tensor], size: int) -> list[tuple[int, int]]:
+    """Consecutive index ranges of ``tensors`` holding about ``size`` elements each (one tensor at least)."""
+    ranges, start, count = [], 0, 0
+    for i, t in enumerate(tensors):
+        if count and count + t.numel() > size:
+            ranges.append((start, i))
+            start, count = i, 0
+        count += t.numel()
+    if start < len(tensors):
+        ranges.append((start, len(tensors)))
+    return ranges
+
+
+def inner_products(vectors: Sequence[Grads | None], pairs: Sequence[tuple[int, int]]) -> list[float]:
+    """⟨vectors[i], vectors[j]⟩ for each ``(i, j)`` in ``pairs``, over all tensors, in float64 (the
+    products and their sums, as ``gradients.dot``/``gram``), with one host read at the end. The
+    tensors are flattened together in chunks of about ``INNER_PRODUCT_CHUNK`` elements, each chunk of
+    each vector involved converted once, so a product costs one ``torch.dot`` per chunk (one for a
+    small model), where ``dot`` converts both sides tensor by tensor for every product and ``gram``
+    stacks and converts every vector it is given. Vectors no pair names may be None. UAM, ROSU and
+    LUR take their per-step inner products here."""
+    if not pairs:
+        return []
+    used = sorted({i for pair in pairs for i in pair})
+    rows = []
+    for start, stop in _chunks(vectors[used[0]], INNER_PRODUCT_CHUNK):
+        wide = {i: torch.cat([t.detach().reshape(-1) for t in vectors[i][start:stop]]).double() for i in used}
+        rows.append(torch.stack([torch.dot(wide[i], wide[j]) for i, j in pairs]))
+    if not rows:
+        return [0.0] * len(pairs)
+    return (rows[0] if len(rows) == 1 else torch.stack(rows).sum(0)).tolist()
+
+
+# run state key: inner products the perturbation computed, {(i, j): value} over [g_f, ε, g_r], for the trace
+KNOWN_PRODUCTS = "_known_products"
+
+
+def scaled(alpha: float, x: Grads) -> Grads:
+    """alpha·x as a new list (one ``_foreach`` kernel launch; ``gradients.scale`` without the per-tensor loop)."""
+    return list(torch._foreach_mul(list(x), float(alpha))) if x else []
+
+
 def uam_perturbation(g_f: Grads, rho: float) -> Grads:
     """UAM's (and SAM's) inner step: ε = ρ·g_f / (‖g_f‖₂ + 1e-16), the norm over all tensors."""
-    return scale(rho / (float(norm(g_f)) + 1e-16), g_f)
+    (sq_norm,) = inner_products([g_f], [(0, 0)])
+    return scaled(rho / (math.sqrt(sq_norm) + 1e-16), g_f)
 
 
 def cosine_rho(rho: float, step: int, total: int, start: int = 0) -> float:
@@ -143,6 +197,8 @@ class UAM(LoopMethod):
 
     def perturbation(self, g_f: Grads, g_r: Grads | None, rho: float, config: UAMConfig,
                      state: dict) -> Grads:
+        """ε from g_f (and g_r where :meth:`needs_retain_grad`). May leave inner products it
+        computed in ``state[KNOWN_PRODUCTS]`` ({(i, j): value} over [g_f, ε, g_r]) for :meth:`record`."""
         return uam_perturbation(g_f, rho)  # ε = ρ·g_f/‖g_f‖
 
     def outer_direction(self, d: Grads, config: UAMConfig, state: dict) -> Grads:
@@ -208,42 +264,72 @@ class UAM(LoopMethod):
         loss_f, g_f, g_r = self.anchor_gradients(model, task, batches, params,
                                                  needed or config.trace_retain_grad, config, step, state)
         eps = self.perturbation(g_f, g_r if needed else None, rho, config, state)  # ε
-        self.record(ctx, rho, loss_f, g_f, eps, g_r, state.get("last_d"))
+        self.record(ctx, rho, loss_f, g_f, eps, g_r, state.get("last_d"), state.pop(KNOWN_PRODUCTS, None))
 
-        anchor = [p.detach().clone() for p in params] if config.exact_restore else None
-        add_to_params(params, eps)  # θ + ε: the surrogate point
+        anchor = _anchor_copy(params, state) if config.exact_restore else None
+        with torch.no_grad():
+            torch._foreach_add_(params, eps)  # θ + ε: the surrogate point
         loss_r = task.loss(model, batches["retain"]).mean()  # L_r(θ + ε)
         check_finite(loss_r.detach(), self.name, step)
         d = grads_of(loss_r, params)  # d = ∇L_r(θ + ε)
-        if anchor is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if anchor is not None:
                 torch._foreach_copy_(params, anchor)  # back to θ, bit-exact
-        else:
-            add_to_params(params, eps, alpha=-1.0)  # θ + ε − ε (the code's restore)
+            else:
+                torch._foreach_sub_(params, eps)  # θ + ε − ε (the code's restore)
         ctx.record("loss_r_surrogate", loss_r.item())
         ctx.log("forget", loss_f)  # L_f(θ), the ascended term (its sign as in the forget_loss: F for npo)
         ctx.log("retain", loss_r)  # L_r(θ + ε): the loss (the step's objective)
-        if self.keeps_last_d(config):
+        kept = self.keeps_last_d(config)
+        if kept:
             state["last_d"] = d
 
-        set_grads(params, self.outer_direction(d, config, state))  # the loop then steps θ ← θ − η·(d)
+        direction = self.outer_direction(d, config, state)
+        # the loop then steps θ ← θ − η·(d). The gradients are fresh tensors: handed over as they are,
+        # but a copy where d is also kept (clipping or a pre-step hook may scale .grad in place)
+        _set_fresh_grads(params, direction, copy=kept and direction is d)
         return loss_r.detach()
 
     @staticmethod
     def record(ctx: RunContext, rho: float, loss_f, g_f: Grads, eps: Grads, g_r: Grads | None,
-               last_d: Grads | None) -> None:
+               last_d: Grads | None, known: dict[tuple[int, int], float] | None = None) -> None:
         """Per-step trace. With g_r at θ: cos(g_f, g_r), ⟨ε, g_r⟩, ‖g_r‖, and cos(d_{t−1}, g_r)
-        (how well last step's surrogate gradient would stand in for g_r). One pass (a Gram matrix)."""
-        vectors = [g_f, eps] + ([g_r] if g_r is not None else [])
-        if g_r is not None and last_d is not None:
-            vectors.append(last_d)
-        G = gram(vectors)
+        (how well last step's surrogate gradient would stand in for g_r). One pass over the tensors
+        for the products the trace reads (without g_r: ‖ε‖ alone) that are not ``known`` already
+        ({(i, j): ⟨v_i, v_j⟩} over [g_f, ε, g_r, d_{t−1}], e.g. from the perturbation's own pass)."""
+        pairs = [(1, 1)]  # ‖ε‖²
+        if g_r is not None:
+            pairs += [(0, 0), (2, 2), (0, 2), (1, 2)]  # ‖g_f‖², ‖g_r‖², ⟨g_f, g_r⟩, ⟨ε, g_r⟩
+            if last_d is not None:
+                pairs += [(3, 3), (2, 3)]  # ‖d_{t−1}‖², ⟨g_r, d_{t−1}⟩
+        G = dict(known or {})
+        missing = [pair for pair in pairs if pair not in G]
+        G.update(zip(missing, inner_products([g_f, eps, g_r, last_d], missing)))
         ctx.record("rho", rho)
         ctx.record("loss_f", loss_f.item())
-        ctx.record("eps_norm", float(G[1, 1].sqrt()))  # ‖ε‖
+        ctx.record("eps_norm", math.sqrt(G[1, 1]))  # ‖ε‖
         if g_r is not None:
-            ctx.record("cos_gf_gr", float(G[0, 2] / ((G[0, 0] * G[2, 2]).sqrt() + 1e-30)))  # cos(g_f, g_r)
-            ctx.record("eps_dot_gr", float(G[1, 2]))  # ⟨ε, g_r⟩
-            ctx.record("gr_norm", float(G[2, 2].sqrt()))  # ‖g_r‖
+            ctx.record("cos_gf_gr", G[0, 2] / (math.sqrt(G[0, 0] * G[2, 2]) + 1e-30))  # cos(g_f, g_r)
+            ctx.record("eps_dot_gr", G[1, 2])  # ⟨ε, g_r⟩
+            ctx.record("gr_norm", math.sqrt(G[2, 2]))  # ‖g_r‖
             if last_d is not None:
-                ctx.record("cos_gr_stale", float(G[2, 3] / ((G[2, 2] * G[3, 3]).sqrt() + 1e-30)))
+                ctx.record("cos_gr_stale", G[2, 3] / (math.sqrt(G[2, 2] * G[3, 3]) + 1e-30))
+
+
+def _anchor_copy(params: list[torch.Tensor], state: dict) -> list[torch.Tensor]:
+    """θ copied into buffers kept in the run ``state`` and reused every step (no per-step allocation)."""
+    anchor = state.get("_anchor")
+    if anchor is None or len(anchor) != len(params) or any(a.shape != p.shape or a.dtype != p.dtype
+                                                             or a.device != p.device for a, p in zip(anchor, params)):
+        anchor = state["_anchor"] = [torch.empty_like(p, requires_grad=False) for p in params]
+    with torch.no_grad():
+        torch._foreach_copy_(anchor, params)
+    return anchor
+
+
+def _set_fresh_grads(params: Sequence[torch.Tensor], grads: Grads, *, copy: bool) -> None:
+    """Write ``grads`` (tensors no one else holds, unless ``copy``) into ``.grad`` without the copy
+    ``gradients.set_grads`` makes; cast where a dtype differs, as it does."""
+    for p, g in zip(params, grads):
+        g = g.detach()
+        p.grad = g.to(p.dtype) if g.dtype != p.dtype else g.clone() if copy else g

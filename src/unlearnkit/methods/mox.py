@@ -57,6 +57,10 @@ tiny and Adam's normalised steps move every parameter by ≈ lr in a nearly rand
 the ×α extrapolation amplifies (AdamW lr 5e-4: UA 52, RA 84; SGD: UA 84, RA 99.9, two seeds); SGD
 without clipping diverges above lr ≈ 0.05 (BatchNorm frozen, single-class batches).
 α = 0 returns θ_ref exactly (x + 0·d = x, and an EMA of equal models is that model).
+
+Passes per step: 3 forward + 2 backward (a forget and a retain batch through the memorisation model,
+the retain batch through the frozen reference for the KL; ``mem_loss="npo"`` adds a reference
+forward on the forget batch). Extrapolation and averaging are parameter-wise ops.
 """
 from __future__ import annotations
 

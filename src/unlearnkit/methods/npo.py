@@ -38,6 +38,10 @@ Measured on the digits CNN (class:0): at β = 0.1 NPO and GradDiff end within 1e
 in parameters and give the same audit figures: the forget CE only reaches ≈ 4.5 in the run, so
 β·r ≥ −0.45 and the per-example weights 2σ(β·r) stay in [0.78, 1] (GA's are 1). NPO's bound shows
 at larger steps: at lr 0.01 (clipped at 1) NPO keeps RA ≈ 90–94% where GradDiff collapses to 11%.
+
+Passes per step: NPO 3 forward + 2 backward (a forget and a retain batch, and the frozen reference's
+forward on the forget batch); SimNPO 2 forward + 2 backward (no reference). A KL retain term adds a
+reference forward on the retain batch.
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ one included, as both reference files do (``np.random.randint(0, num_classes)`` 
 ``union`` builds the epoch's stream as one dataset (:class:`RelabelledUnion`) and runs the shared
 loop over it (``run_loop``: optimizer, schedule, accumulation, precision, several processes), so
 SalUn (``salun.py``), which builds on this file, takes the same feed.
+
+Passes per step: 1 forward + 1 backward (one batch of relabelled D_f ∪ D_r with the default
+``feed="union"``; ``feed="paired"``: 2 + 2, a forget and a retain batch).
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The two ends of every table: ``original`` (do nothing) and ``retrain`` (exact unlearning)."""
+"""The two ends of every table: ``original`` (do nothing) and ``retrain`` (exact unlearning).
+
+Passes per step: ``retrain`` 1 forward + 1 backward (ordinary training on one retain batch);
+``original`` takes no step.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -52,6 +52,10 @@ Defaults. The WMDP code: α = 100, c = 20 (published Zephyr run: α = 1200, c = 
 layer 7, all parameters. Ours for the digits CNN (measured on class:0 and random:0.1, 4 seeds):
 relative c = 2 × the mean feature norm, α = 3, SGD lr 0.01, 10 epochs, clipping at norm 1
 (α = 10 barely moves the forget set; α = 1 over-forgets random:0.1; without clipping it diverges).
+
+Passes per step: 3 forward + 2 backward (forget and retain batches through the edited model, the
+retain batch through the frozen original; the backwards run only from layer ℓ down to the first
+trainable parameter, so a step costs less than this count).
 """
 from __future__ import annotations
 

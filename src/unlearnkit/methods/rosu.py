@@ -27,7 +27,8 @@ constrained problem; everything else is our choice, each with a switch:
   another function: cosine ≈ 0.55 with the retain-only one on digits class:0.)
 - ``parallel_fallback`` when ‖P g_f‖ ≤ ``parallel_tol``·‖g_f‖ (g_f ∥ g_r, no retain-neutral
   ascent direction): "zero" (ε = 0, a plain retain-descent step; default, keeps ⟨ε, g_r⟩ = 0)
-  or "uam" (UAM's ε = ρ·g_f/‖g_f‖).
+  or "uam" (UAM's ε = ρ·g_f/‖g_f‖). ``ctx.trace["parallel_fallback"]`` is 1.0 on the steps where it
+  applied, else 0.0.
 - ``amp`` κ, the "amplification along the retain-neutral direction" (form unknown): the
   optimizer receives d − κ·u, i.e. each step also pushes θ by lr·κ (before momentum) along u,
   a forget-increasing, first-order retain-neutral unit direction (normalised projected gradient
@@ -36,17 +37,36 @@ constrained problem; everything else is our choice, each with a switch:
   (``benchmarks/claim_rosu.py``); it is off by default because the paper's form is unconfirmed.
 - ``per_layer``: project each parameter tensor on its own block of g_r (then ⟨ε, g_r⟩ = 0 still
   holds globally); default global (flattened) products, as UAM.
+
+Passes per step: 4 forward + 4 backward (UAM's 3 + 3 and the retain batch at θ for a fresh g_r;
+``reuse_retain_grad``: UAM's 3 + 3). The projection and the trace are parameter-wise ops.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import ConfigError
 from .base import register
-from .gradients import Grads, axpy, dot, gram, scale
-from .minmax import UAM, UAMConfig, uam_perturbation
+from .gradients import Grads
+from .minmax import KNOWN_PRODUCTS, UAM, UAMConfig, inner_products, scaled, uam_perturbation
+
+
+def _project_out(g_f: Grads, g_r: Grads, per_layer: bool) -> tuple[Grads, tuple[float, float, float] | None]:
+    """(P g_f, (‖g_f‖², ⟨g_f, g_r⟩, ‖g_r‖²) when the global pass computed them, else None); see
+    :func:`project_out`."""
+    if per_layer:
+        return [p for f, r in zip(g_f, g_r) for p in _project_out([f], [r], False)[0]], None
+    products = inner_products([g_f, g_r], [(0, 0), (0, 1), (1, 1)])  # ‖g_f‖², ⟨g_f, g_r⟩, ‖g_r‖²
+    _, fr, rr = products
+    if rr == 0.0:
+        return list(g_f), tuple(products)
+    p = list(torch._foreach_add(list(g_f), list(g_r), alpha=-fr / rr))  # g_f − (⟨g_f, g_r⟩/‖g_r‖²)·g_r
+    (pr,) = inner_products([p, g_r], [(0, 1)])
+    torch._foreach_add_(p, list(g_r), alpha=-pr / rr)  # second pass: remove the rounding residue
+    return p, tuple(products)
 
 
 def project_out(g_f: Grads, g_r: Grads, *, per_layer: bool = False) -> Grads:
@@ -54,41 +74,58 @@ def project_out(g_f: Grads, g_r: Grads, *, per_layer: bool = False) -> Grads:
 
     Two Gram–Schmidt passes, so ⟨P g_f, g_r⟩ stays at rounding level even when P g_f is small.
     """
-    if per_layer:
-        return [p for f, r in zip(g_f, g_r) for p in project_out([f], [r])]
-    G = gram([g_f, g_r])
-    rr = float(G[1, 1])  # ‖g_r‖²
-    if rr == 0.0:
-        return list(g_f)
-    p = axpy(-float(G[0, 1]) / rr, g_r, g_f)  # g_f − (⟨g_f, g_r⟩/‖g_r‖²)·g_r
-    return axpy(-float(dot(p, g_r)) / rr, g_r, p)  # second pass: remove the rounding residue
+    return _project_out(g_f, g_r, per_layer)[0]
+
+
+def _neutral(g_f: Grads, g_r: Grads, per_layer: bool, tol: float,
+             products: list | None = None) -> tuple[Grads, float] | None:
+    """(P g_f, ‖P g_f‖), or None when ‖P g_f‖ ≤ tol·‖g_f‖ (see :func:`retain_neutral_direction`).
+    ``products``: a list that receives (‖g_f‖², ⟨g_f, g_r⟩, ‖g_r‖²) when the global pass computed them."""
+    p, known = _project_out(g_f, g_r, per_layer)  # P g_f
+    if known is None:
+        pp, ff = inner_products([p, g_f], [(0, 0), (1, 1)])
+    else:
+        (pp,) = inner_products([p], [(0, 0)])
+        ff = known[0]
+        if products is not None:
+            products.extend(known)
+    p_norm, f_norm = math.sqrt(pp), math.sqrt(ff)
+    if f_norm == 0.0 or p_norm <= tol * f_norm:
+        return None
+    return p, p_norm
 
 
 def retain_neutral_direction(g_f: Grads, g_r: Grads, *, per_layer: bool = False,
                              tol: float = 1e-4) -> Grads | None:
     """u = P g_f / ‖P g_f‖, or None when ‖P g_f‖ ≤ tol·‖g_f‖ (g_f ∥ g_r, or g_f = 0)."""
-    p = project_out(g_f, g_r, per_layer=per_layer)  # P g_f
-    G = gram([p, g_f])
-    p_norm, f_norm = float(G[0, 0].sqrt()), float(G[1, 1].sqrt())
-    if f_norm == 0.0 or p_norm <= tol * f_norm:
-        return None
-    return scale(1.0 / p_norm, p)  # u
+    found = _neutral(g_f, g_r, per_layer, tol)
+    return None if found is None else scaled(1.0 / found[1], found[0])  # u
 
 
 def perturbation_from_direction(u: Grads | None, g_f: Grads, rho: float, fallback: str = "zero") -> Grads:
     """ε* = ρ·u; when u is undefined, ε = 0 (``"zero"``) or UAM's ρ·g_f/‖g_f‖ (``"uam"``)."""
     if u is not None:
-        return scale(rho, u)
+        return scaled(rho, u)
     if fallback == "uam":
         return uam_perturbation(g_f, rho)
     return [torch.zeros_like(g) for g in g_f]
 
 
+def _orthogonal_perturbation(g_f: Grads, g_r: Grads, rho: float, fallback: str, per_layer: bool,
+                             tol: float, products: list | None = None) -> tuple[Grads, tuple[Grads, float] | None]:
+    """(ε*, (P g_f, ‖P g_f‖) or None): ε* = (ρ/‖P g_f‖)·P g_f, scaled once (the same vector as ρ·u,
+    u = P g_f/‖P g_f‖, without the intermediate u); the fallback's ε when P g_f is too small."""
+    found = _neutral(g_f, g_r, per_layer, tol, products)
+    if found is None:
+        return perturbation_from_direction(None, g_f, rho, fallback), None
+    p, p_norm = found
+    return scaled(rho / p_norm, p), found
+
+
 def retain_orthogonal_perturbation(g_f: Grads, g_r: Grads, rho: float, *, fallback: str = "zero",
                                    per_layer: bool = False, tol: float = 1e-4) -> Grads:
     """ROSU's inner step: argmax ⟨g_f, ε⟩ s.t. ⟨g_r, ε⟩ = 0, ‖ε‖ ≤ ρ, i.e. ρ·P g_f/‖P g_f‖."""
-    u = retain_neutral_direction(g_f, g_r, per_layer=per_layer, tol=tol)
-    return perturbation_from_direction(u, g_f, rho, fallback)
+    return _orthogonal_perturbation(g_f, g_r, rho, fallback, per_layer, tol)[0]
 
 
 @dataclass
@@ -135,16 +172,25 @@ class ROSU(UAM):
 
     def perturbation(self, g_f, g_r, rho, config, state):
         basis = g_r if g_r is not None else state["last_d"]  # g_r(θ), or last step's d (reuse)
-        u = retain_neutral_direction(g_f, basis, per_layer=config.per_layer, tol=config.parallel_tol)
-        state["u"] = u  # retain-neutral unit direction; None when g_f ∥ g_r
-        return perturbation_from_direction(u, g_f, rho, config.parallel_fallback)  # ε* = ρ·u
+        products: list[float] = []
+        eps, found = _orthogonal_perturbation(g_f, basis, rho, config.parallel_fallback, config.per_layer,
+                                              config.parallel_tol, products)  # ε* = ρ·u
+        if products and g_r is not None:  # ‖g_f‖², ⟨g_f, g_r⟩, ‖g_r‖², for the trace
+            state[KNOWN_PRODUCTS] = dict(zip([(0, 0), (0, 2), (2, 2)], products))
+        state["parallel"] = found is None  # g_f ∥ g_r: no retain-neutral direction, the fallback's ε
+        # the retain-neutral unit direction u = P g_f/‖P g_f‖, built only for the amplification
+        # (None when g_f ∥ g_r, or with amp = 0, where nothing reads it)
+        state["u"] = scaled(1.0 / found[1], found[0]) if found is not None and config.amp else None
+        return eps
 
     def outer_direction(self, d, config, state):
         u = state.get("u")
         if config.amp and u is not None:
-            return axpy(-config.amp, u, d)  # d − κ·u: the step also ascends lr·κ along u
+            # d − κ·u: the step also ascends lr·κ along u
+            return list(torch._foreach_add(list(d), u, alpha=-config.amp))
         return d
 
-    def step(self, model, task, batches, params, optimizer, rho, config, state, ctx, step):
-        super().step(model, task, batches, params, optimizer, rho, config, state, ctx, step)
-        ctx.record("parallel_fallback", float(state["u"] is None))
+    def gradient_step(self, model, task, batches, config, state, step, ctx):
+        loss = super().gradient_step(model, task, batches, config, state, step, ctx)
+        ctx.record("parallel_fallback", float(state["parallel"]))
+        return loss

@@ -28,6 +28,9 @@ with_0.5.pt``); they also run well on the embedded digits data. Weight decay 0 (
 epoch over D_f (random targets drawn over all classes, the true one included, as the code's
 ``randint``) ∪ D_r, the code's CIFAR-100 / Tiny-ImageNet branch; its CIFAR-10 branch takes a forget
 pass then a retain pass (not available yet); ``feed=paired`` pairs one forget with one retain batch.
+
+Passes per step: 1 forward + 1 backward (``random_label``'s default union feed; the saliency mask is
+built once before the first step, one forward + backward per forget batch).
 """
 from __future__ import annotations
 

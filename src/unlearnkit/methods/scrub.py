@@ -46,6 +46,9 @@ Where their code is silent or we chose:
   analysed further).
 - The min step needs the student's log-distributions (for the KL) and its CE; both come from one
   forward (``task.loss_and_log_probs``), not two.
+
+Passes per step: 2 forward + 1 backward (the student's forward and backward and the frozen teacher's
+forward, on a forget batch in a max step or a retain batch in a min step).
 """
 from __future__ import annotations
 

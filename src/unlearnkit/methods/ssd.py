@@ -45,6 +45,10 @@ At 10 % (the digits bench's class:0 and random:0.1, or the SalUn protocol's CIFA
 is large, so the selection is wide and β small); ``importance=per_example`` with α 5 dampens 403,
 UA 100, RA 97.2 (one seed). Above the paper's fractions pass α below the bound ≈ 1/f: just
 under it the per-batch selection is narrow, far under it wide.
+
+Passes per step: none, no optimizer steps (the importances take one forward + backward per batch of
+the retain and of the forget set, once, or per-example gradients through ``vmap`` with
+``per_example``; then one dampening pass over the parameters).
 """
 from __future__ import annotations
 
