@@ -86,7 +86,9 @@ def values_table(papers: dict, calibrated: dict, study: dict) -> str:
         before = papers["rows"].get(method, {}).get("config", {})
         old = ", ".join(f"{k} {_fmt(before.get(k))}" for k in best)
         new = ", ".join(f"{k} {_fmt(v)}" for k, v in best.items())
-        grid = "; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vs)}}}" for k, vs in found["grid"].items() if len(vs) > 1)
+        parts = found["grid"] if isinstance(found["grid"], list) else [found["grid"]]
+        grid = " ∪ ".join("; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vs)}}}" for k, vs in part.items()
+                                    if len(vs) > 1 or len(parts) > 1) for part in parts)
         meeting = sum(p["passed"] == p["cells"] for p in found["points"])
         lines.append(f"| `{method}` | {old} | {new} | {grid} | {meeting}/{len(found['points'])} |")
     return "\n".join(lines)

@@ -226,3 +226,22 @@ def test_inner_products_match_flat_float64_in_any_chunking(monkeypatch):
         monkeypatch.setattr(minmax, "INNER_PRODUCT_CHUNK", chunk)
         assert minmax.inner_products(vectors, pairs) == pytest.approx(want, rel=1e-13)
     assert minmax.inner_products([vectors[0], None], [(0, 0)]) == pytest.approx(want[:1], rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["uam", "rosu"])
+def test_relative_rho_is_a_fraction_of_the_starting_weight_norm(trained_mlp, task, class_split, name):
+    theta0 = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in trained_mlp.parameters()))
+    ctx = RunContext()
+    unlearn(trained_mlp, task, class_split, method=name, epochs=1, rho=0.01, rho_scale="relative", ctx=ctx)
+    assert ctx.trace["rho"] == pytest.approx([0.01 * theta0] * len(ctx.trace["rho"]), rel=1e-9)
+    assert ctx.trace["eps_norm"] == pytest.approx(ctx.trace["rho"], rel=1e-5)  # ‖ε‖ = ρ·‖θ₀‖
+    # a model with 10× the weights gets a 10× radius: the same proportion
+    big = copy.deepcopy(trained_mlp)
+    with torch.no_grad():
+        for p in big.parameters():
+            p.mul_(10.0)
+    ctx_big = RunContext()
+    unlearn(big, task, class_split, method=name, epochs=1, rho=0.01, rho_scale="relative", ctx=ctx_big)
+    assert ctx_big.trace["rho"][0] == pytest.approx(10.0 * ctx.trace["rho"][0], rel=1e-9)
+    with pytest.raises(ConfigError, match="rho_scale"):
+        build_config(name, rho_scale="percent")

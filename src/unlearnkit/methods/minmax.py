@@ -140,6 +140,9 @@ class UAMConfig(MethodConfig):
     """UAM's hyper-parameters (see the module docstring for sources and switches).
 
     ``rho``: perturbation radius ρ (ours for digits, see the module docstring).
+    ``rho_scale``: absolute (ρ is the radius, the papers') | relative (ours, scale-free: the radius is
+    ρ × ‖θ₀‖, the norm of the trainable parameters at the start of the run, so one value perturbs
+    models of any weight scale by the same proportion).
     ``rho_schedule``: constant | cosine (the code's optional ``CosineAnnealingUpdater``).
     ``rho_cosine_start``: step at which the cosine annealing of ρ starts.
     ``concat_forward``: forget forward on the concatenated forget+retain batch (the code).
@@ -158,6 +161,7 @@ class UAMConfig(MethodConfig):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     rho: float = 2.0
+    rho_scale: str = "absolute"
     rho_schedule: str = "constant"
     rho_cosine_start: int = 0
     concat_forward: bool = True
@@ -180,6 +184,8 @@ class UAMConfig(MethodConfig):
             raise ConfigError(f"forget_loss must be ce or npo, got {self.forget_loss!r}")
         if self.rho_schedule not in ("constant", "cosine"):
             raise ConfigError(f"rho_schedule must be constant or cosine, got {self.rho_schedule!r}")
+        if self.rho_scale not in ("absolute", "relative"):
+            raise ConfigError(f"rho_scale must be absolute or relative, got {self.rho_scale!r}")
 
 
 @register
@@ -215,6 +221,9 @@ class UAM(LoopMethod):
 
     def prepare(self, model, task, split, config, ctx):
         state = {"total": config.epochs * num_batches(split.retain, config.batch_size)}
+        if config.rho_scale == "relative":  # the unit of ρ: ‖θ₀‖ over the trainable parameters
+            (sq,) = inner_products([[p.detach() for p in trainable(model)]], [(0, 0)])
+            state["rho_unit"] = math.sqrt(sq)
         if config.forget_loss == "npo":
             state["reference"] = frozen_copy(model)  # π_ref: the original
         return state
@@ -258,8 +267,9 @@ class UAM(LoopMethod):
         """Fill ``.grad`` with the outer direction: d = ∇L_r(θ+ε) taken at the surrogate point and
         handed back to θ (plus the subclass's outer adjustment)."""
         params = trainable(model)
-        rho = config.rho if config.rho_schedule == "constant" else \
-            cosine_rho(config.rho, step, state["total"], config.rho_cosine_start)
+        radius = config.rho * state.get("rho_unit", 1.0)  # ρ, or ρ·‖θ₀‖ (rho_scale="relative")
+        rho = radius if config.rho_schedule == "constant" else \
+            cosine_rho(radius, step, state["total"], config.rho_cosine_start)
         needed = self.needs_retain_grad(config, state)
         loss_f, g_f, g_r = self.anchor_gradients(model, task, batches, params,
                                                  needed or config.trace_retain_grad, config, step, state)
