@@ -86,7 +86,7 @@ def test_classifier_objective_by_hand(trained_mlp, task, class_split):
 
 def test_classifier_end_to_end_forgets(trained_mlp, task, class_split):
     forget = first_batch(class_split.forget, 1000)
-    out = unlearn(trained_mlp, task, class_split, method="idk_dpo", lr=0.01)
+    out = unlearn(trained_mlp, task, class_split, method="idk_dpo")  # the calibrated image defaults
     with torch.no_grad():
         after = float(task.correct(out.eval(), forget).mean())
         retain = float(task.correct(out, first_batch(class_split.retain, 1000)).mean())

@@ -178,8 +178,10 @@ def test_configs_reject_bad_values():
             build_config(method, **bad)
 
 
-# The defaults are tuned for the bench's digits CNN; the test MLP (less trained) needs larger steps.
-MLP_STEPS = {"graddiff": {"lr": 0.01}, "npo": {"lr": 0.01}, "simnpo": {"lr": 0.1}, "rmu": {"lr": 0.03}}
+# At the calibrated image defaults (relative steps, docs/calibration.md) simnpo and rmu forget this
+# briefly trained MLP as they are; graddiff and npo stay at forget accuracy 0.94 (their calibrated
+# lr meets the criterion on 6 of 8 calibration cells) and need a larger relative step here.
+MLP_STEPS = {"graddiff": {"lr": 5e-4}, "npo": {"lr": 5e-4}}
 
 
 @pytest.mark.parametrize("method", BASELINES)
