@@ -14,7 +14,8 @@ generate_mask.py`` and ``unlearn/RL.py``).
    salient weights:
        θ_u = m_S ⊙ (Δθ + θ_o) + (1 − m_S) ⊙ θ_o
    The gradient is masked before the step (so clipping sees only salient coordinates), and after
-   every optimizer step the non-salient weights are put back to θ_o exactly (``torch.where``), so
+   every optimizer step the non-salient weights are put back to θ_o exactly (m_S ⊙ θ + (1 − m_S) ⊙ θ_o
+   in two batched ``_foreach`` kernels: 0·θ + θ_o is θ_o bit for bit while θ is finite), so
    weight decay, momentum or Adam moments cannot move them: they stay bit-identical. (The
    reference code also does both since its Feb 2026 fix "Fix weight decay (#33)", and zeroes the
    momentum there; restoring every step makes that unnecessary. Normalisation-layer running
@@ -112,6 +113,9 @@ class SalUn(RandomLabel):
         state["mask_values"] = [m.to(p.dtype) for m, p in zip(masks, params)]
         # θ_o of the tensors that have frozen entries (the only ones to restore)
         state["frozen"] = [(i, p.detach().clone()) for i, (p, m) in enumerate(zip(params, masks)) if not bool(m.all())]
+        # for the restore: per such tensor m_S (as numbers) and (1 − m_S) ⊙ θ_o
+        state["restore"] = ([state["mask_values"][i] for i, _ in state["frozen"]],
+                            [torch.where(masks[i], torch.zeros_like(t), t) for i, t in state["frozen"]])
         kept = sum(int(m.sum()) for m in masks)
         ctx.record("salun_mask_fraction", kept / max(1, sum(m.numel() for m in masks)))
         return state
@@ -126,5 +130,8 @@ class SalUn(RandomLabel):
     @torch.no_grad()
     def after_step(self, model, state, step, config, ctx):
         params = trainable(model)
-        for i, theta_o in state["frozen"]:  # (1 − m_S) ⊙ θ_o, exactly
-            params[i].copy_(torch.where(state["masks"][i], params[i], theta_o))
+        touched = [params[i] for i, _ in state["frozen"]]
+        if touched:  # θ ← m_S ⊙ θ + (1 − m_S) ⊙ θ_o in two batched kernels: θ_o exactly where m_S = 0
+            mask, frozen_part = state["restore"]
+            torch._foreach_mul_(touched, mask)
+            torch._foreach_add_(touched, frozen_part)
