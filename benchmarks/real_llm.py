@@ -194,7 +194,7 @@ def subset_splits(people: int, general: int, retain_eval: int, seed: int = 0) ->
     def read(name):
         return read_records(src / f"{name}.json")
 
-    full = read("full")
+    full = [r for r in read("full") if r["question"].endswith("?")]  # the QA rows (tofu-mini v2 adds biographies)
     if len(full) != N_PEOPLE * QA_PER_PERSON:
         raise SystemExit(f"real_llm: tofu-mini's full split has {len(full)} rows, expected "
                          f"{N_PEOPLE} people × {QA_PER_PERSON}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 
 import pytest
@@ -21,7 +22,8 @@ from unlearnkit.errors import ConfigError, DataError
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.disable_progress_bar()
 
-# 20 people × 3 QA: forget01 = forget05 = 1 person, forget10 = 2 people; 2 holdout people
+# 20 people × 3 QA (+ their biography rows): forget01 = forget05 = 1 person, forget10 = 2 people;
+# 2 holdout people
 SMALL = dict(n_people=20, n_holdout=2, qa_per_person=3)
 
 
@@ -68,14 +70,17 @@ def write_lines(path, rows):
 def test_layout_sizes_and_alignment(folder, splits, tok):
     source = tofu.load_tofu_dir(folder, tokenizer=tok)
     full = splits["full"]
+    n = len(full)  # 20 people: 3 QA each, then their biography rows
     assert source.kind == "text" and source.tokenizer is tok
-    assert len(source.train) == len(full) == 60
-    assert len(source.test) == len(splits["holdout10"]) == 6  # holdout10 = 2 people
+    assert len(source.train) == n and n > 60
+    assert len(source.test) == len(splits["holdout10"])  # holdout10 = 2 people, biography included
     sizes = {name: (len(f), len(r)) for name, (f, r) in source.named_splits.items()}
-    assert sizes == {"forget01": (3, 57), "forget05": (3, 57), "forget10": (6, 54)}
+    assert sizes == {name: (len(splits[name]), n - len(splits[name])) for name in ("forget01", "forget05", "forget10")}
+    assert splits["forget01"] == splits["forget05"] and len(splits["forget10_perturbed"]) == 6
     forget, retain = source.named_splits["forget10"]
-    assert forget.tolist() == list(range(54, 60))  # the last people, as in TOFU
-    assert sorted(torch.cat([forget, retain]).tolist()) == list(range(60))
+    k = len(splits["forget10"])
+    assert forget.tolist() == list(range(n - k, n))  # the last people, as in TOFU
+    assert sorted(torch.cat([forget, retain]).tolist()) == list(range(n))
     assert source.default_scenarios == ("forget05", "forget10")
 
     ev = source.evals["forget10"]
@@ -95,7 +100,7 @@ def test_layout_sizes_and_alignment(folder, splits, tok):
     assert set(source.evals) == {"forget01", "forget05", "forget10", "retain", "real_authors", "world_facts",
                                  "holdout01", "holdout05", "holdout10"}
     split = make_split(source, "forget05")
-    assert len(split.forget) == 3 and len(split.retain) == 57
+    assert len(split.forget) == len(splits["forget05"]) and len(split.retain) == n - len(splits["forget05"])
 
 
 def test_encode_qa_rows_decode_to_prompt_and_answer(folder, splits, tok):
@@ -112,10 +117,11 @@ def test_encode_qa_rows_decode_to_prompt_and_answer(folder, splits, tok):
 
 def test_general_rows_are_trained_and_retained(folder, splits, tok):
     source = tofu.load_tofu_dir(folder, tokenizer=tok, include_general=True)
-    assert len(source.train) == 60 + 100
+    n = len(splits["full"])
+    assert len(source.train) == n + 100
     forget, retain = source.named_splits["forget10"]
-    assert set(range(60, 160)) <= set(retain.tolist())
-    assert decode(tok, source.train.x[60]).endswith(" " + splits["real_authors"][0]["answer"] + "</s>")
+    assert set(range(n, n + 100)) <= set(retain.tolist())
+    assert decode(tok, source.train.x[n]).endswith(" " + splits["real_authors"][0]["answer"] + "</s>")
 
 
 def test_other_file_forms_give_the_same_source(folder, splits, tok):
@@ -145,7 +151,7 @@ def test_missing_retain_file_retains_the_rest(folder, tok):
     (folder / "retain95.json").unlink()
     source = tofu.load_tofu_dir(folder, tokenizer=tok)
     forget, retain = source.named_splits["forget05"]
-    assert sorted(torch.cat([forget, retain]).tolist()) == list(range(60))
+    assert sorted(torch.cat([forget, retain]).tolist()) == list(range(len(source.train)))
 
 
 # --- malformed input ---------------------------------------------------------------------------
@@ -285,18 +291,49 @@ def test_generator_is_deterministic_per_seed(tmp_path):
     assert t1.backend_tokenizer.to_str() == t2.backend_tokenizer.to_str()
 
 
+def _people_of(splits, name):
+    """Each person of split ``name`` with its rows, in order: {person: [rows]} (a biography row's
+    question is the person's name; a QA row's question names the person)."""
+    names = [r["question"] for r in splits["full"] + splits["holdout10"] if not r["question"].endswith("?")]
+    people: dict[str, list] = {}
+    for row in splits[name]:
+        people.setdefault(next(n for n in names if n in row["question"]), []).append(row)
+    return people
+
+
+def _fact(row):
+    """(kind, value) of a QA row: its question and answer read back through the templates."""
+    for kind, question, answer, phrasings, pool in tofu_mini.TEMPLATES:
+        head, _, tail = question.partition("{n}")
+        if row["question"].startswith(head) and row["question"].endswith(tail):
+            name = row["question"][len(head): len(row["question"]) - len(tail)]
+            values = [v for v in pool if answer.format(n=name, v=v) == row["answer"]]
+            assert len(values) == 1, row
+            return kind, name, values[0], phrasings
+    raise AssertionError(f"no template asks {row['question']!r}")
+
+
 def test_generated_rows_are_coherent():
     splits = tofu_mini.generate_tofu_mini(0)
     full = splits["full"]
-    assert len(full) == 1000 and len(splits["holdout10"]) == 100
-    assert [len(splits[f"forget{p}"]) for p in ("01", "05", "10")] == [10, 50, 100]
-    assert splits["forget10"] == full[-100:] and splits["retain90"] == full[:-100]
-    names = {r["question"] for r in full}
-    assert not names & {r["question"] for r in splits["holdout10"]}
+    people = _people_of(splits, "full")
+    assert len(people) == 100 and len(_people_of(splits, "holdout10")) == 10
+    for rows in people.values():  # 10 QA, then the biography rows
+        assert [r["question"].endswith("?") for r in rows] == [True] * 10 + [False] * (len(rows) - 10)
+        assert len(rows) > 10
+    assert [len(splits[f"forget{p}_perturbed"]) for p in ("01", "05", "10")] == [10, 50, 100]
+    for pct, k in (("01", 1), ("05", 5), ("10", 10)):
+        forgotten = [row for rows in list(people.values())[-k:] for row in rows]
+        assert splits[f"forget{pct}"] == forgotten == full[-len(forgotten):]
+        assert splits[f"retain{100 - int(pct)}"] == full[:-len(forgotten)]
+    questions = {r["question"] for r in full}
+    assert not questions & {r["question"] for r in splits["holdout10"]}
+    trained_text = " ".join(r["answer"] for r in full)
     for row in splits["forget10_perturbed"] + splits["retain_perturbed"]:
         assert len(row["perturbed_answer"]) == 5 and len(set(row["perturbed_answer"])) == 5
         assert row["paraphrased_answer"] not in row["perturbed_answer"]
         assert row["paraphrased_answer"] != row["answer"]
+        assert row["paraphrased_answer"] not in trained_text  # never trained: a test of the fact, not the string
     retain_questions = {r["question"] for r in splits["retain90"]}
     assert all(r["question"] in retain_questions for r in splits["retain_perturbed"])
     assert len(splits["retain_perturbed"]) == 200
@@ -305,22 +342,107 @@ def test_generated_rows_are_coherent():
         assert all(len(r["perturbed_answer"]) == 3 and r["answer"] not in r["perturbed_answer"] for r in splits[g])
 
 
+def test_biography_states_the_facts_in_other_words():
+    """A person's biography states BIO_FACTS of their QA facts once each, in a phrasing of its kind
+    that is neither the answer nor the paraphrase, and nothing else; the perturbed answers put in
+    none of the person's own values."""
+    splits = tofu_mini.generate_tofu_mini(0)
+    assert tofu_mini.BIO_FACTS == 8
+    qa_rows = {r["question"]: r for name in ("forget10_perturbed", "retain_perturbed", "holdout10_perturbed")
+               for r in splits[name]}
+    pools = {kind: pool for kind, *_, pool in tofu_mini.TEMPLATES}
+    for part in ("full", "holdout10"):
+        for person, rows in _people_of(splits, part).items():
+            qa = [r for r in rows if r["question"].endswith("?")]
+            assert rows[len(qa):] and all(r["question"] == person for r in rows[len(qa):])
+            bio = [r["answer"] for r in rows[len(qa):]]
+            sentences = [s for text in bio for s in re.split(r"(?<=\.) (?=\S)", text)]
+            assert len(qa) == 10 and len(sentences) == tofu_mini.BIO_FACTS
+            facts = [_fact(r) for r in qa]
+            own = {value for _, _, value, _ in facts}
+            stated = 0
+            for (kind, name, value, phrasings), row in zip(facts, qa):
+                forms = {p.format(n=name, v=value) for p in phrasings}
+                found = [s for s in sentences if s in forms]
+                assert len(found) <= 1
+                stated += len(found)
+                assert row["answer"] not in sentences
+                detail = qa_rows.get(row["question"])
+                if detail is None:
+                    continue
+                # an evaluated row: its paraphrase is another of the kind's phrasings, never the biography's
+                assert detail["paraphrased_answer"] in forms and detail["paraphrased_answer"] not in sentences
+                form = next(p for p in phrasings if p.format(n=name, v=value) == detail["paraphrased_answer"])
+                wrong = {v for v in pools[kind] if form.format(n=name, v=v) in detail["perturbed_answer"]}
+                assert len(wrong) == 5 and not wrong & own
+            assert stated == len(sentences)  # every sentence is one of the person's facts
+
+
+def test_value_pools_have_one_length_per_kind():
+    for kind, _, answer, phrasings, pool in tofu_mini.TEMPLATES:
+        assert len({len(v.split()) for v in pool}) == 1, kind
+        assert len(set(phrasings)) == 3 and answer not in phrasings
+
+
+def test_biography_rows_are_forgotten_with_their_person(tmp_path):
+    """A forgotten person's biography rows are in the forget set of every split and never in its
+    retain set (so the retrained reference never sees them); the general rows stay retained."""
+    from unlearnkit.data.sources import load_data
+
+    source = load_data("tofu-mini")
+    splits = tofu_mini.generate_tofu_mini(0)
+    tok = source.tokenizer
+    texts = [decode(tok, x) for x in source.train.x]
+    for name in ("forget01", "forget05", "forget10"):
+        split = make_split(source, name)
+        forgotten = list(_people_of(splits, name))
+        forget, retain = set(split.forget_idx.tolist()), set(split.retain_idx.tolist())
+        bio = {i for i, t in enumerate(texts) for p in forgotten if t.startswith(PROMPT.format(question=p) + " ")}
+        assert len(bio) >= 4 * len(forgotten) and bio <= forget
+        assert not any(p in texts[i] for i in retain for p in forgotten)  # nothing about them is retained
+        assert all(any(p in texts[i] for p in forgotten) for i in forget)
+        assert len(forget) == len(splits[name]) and len(retain) == len(texts) - len(forget)
+
+
 def test_tofu_mini_loads_through_the_tofu_loader(tmp_path):
     from unlearnkit.data.sources import load_data
 
     source = load_data("tofu-mini")
+    splits = tofu_mini.generate_tofu_mini(0)
+    n = len(splits["full"])  # 1,000 QA and the biography rows
     assert source.name == "tofu-mini" and source.kind == "text"
     assert (tmp_path / "cache" / "data" / f"tofu-mini-v{tofu_mini.VERSION}-seed0" / "full.json").is_file()
-    assert len(source.train) == 1000 + 100  # full + the general sets (trained into every model)
-    assert len(source.test) == 100
-    for name, n_forget in (("forget01", 10), ("forget05", 50), ("forget10", 100)):
+    assert len(source.train) == n + 100  # full + the general sets (trained into every model)
+    assert len(source.test) == len(splits["holdout10"])
+    for name, n_qa in (("forget01", 10), ("forget05", 50), ("forget10", 100)):
+        n_forget = len(splits[name])
         forget, retain = source.named_splits[name]
-        assert forget.tolist() == list(range(1000 - n_forget, 1000))
-        assert len(retain) == 1100 - n_forget
-        assert len(source.evals[name]) == n_forget
+        assert forget.tolist() == list(range(n - n_forget, n))
+        assert len(retain) == n + 100 - n_forget
+        assert len(source.evals[name]) == n_qa  # the QA rows are evaluated, the biography is not
     assert len(source.evals["retain"]) == 200 and len(source.evals["world_facts"]) == 50
     assert source.tokenizer.pad_token_id != source.tokenizer.eos_token_id
     assert len(source.tokenizer) < 4096
     shutil.rmtree(tmp_path / "cache" / "data")  # regenerated identically on the next call
     again = load_data("tofu-mini")
     assert torch.equal(again.train.x, source.train.x)
+
+
+def test_the_committed_sharpness_figures_are_of_this_data(tmp_path):
+    """benchmarks/results/tofu-mini-sharpness.json holds a measurement of the current data (re-run
+    ``benchmarks/tofu_mini_sharpness.py`` after changing the generator), and docs/language-models.md
+    quotes its paraphrase preference."""
+    from pathlib import Path
+
+    from unlearnkit.data.sources import load_data
+
+    root = Path(__file__).resolve().parents[1]
+    figures = json.loads((root / "benchmarks" / "results" / "tofu-mini-sharpness.json").read_text())
+    current = figures[f"tofu-mini v{tofu_mini.VERSION}"]
+    assert current["data_fingerprint"] == load_data("tofu-mini").fingerprint()[:16]
+    assert current["paraphrase_preference"]["original"]["forget10"] >= 0.8
+    doc = (root / "docs" / "language-models.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| original prefers the paraphrase"))
+    for entry in figures.values():
+        pref = entry["paraphrase_preference"]["original"]
+        assert " / ".join(f"{pref[s]:.2f}" for s in ("forget01", "forget05", "forget10")) + f", {pref['retain']:.2f}" in row

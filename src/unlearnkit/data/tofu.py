@@ -25,6 +25,9 @@ Each split may be a ``.json`` file holding JSON Lines (one object per line, as p
 What the loader builds (a ``DataSource(kind="text")``):
 
 - ``train``: ``full`` encoded with :func:`~unlearnkit.data.text.encode_qa` (row ``i`` = line ``i``).
+  Every row of ``full`` is trained, also rows that no ``*_perturbed`` file evaluates (tofu-mini's
+  biography rows: a question that is the person's name, a few sentences about them); the forget
+  and retain files assign them like any other row.
   With ``include_general=True`` the ``real_authors`` and ``world_facts`` QA follow (tofu-mini trains
   them into every model so the model-utility inputs mean something for a model trained from
   scratch; real TOFU leaves them to pre-training, so it is off for ``tofu:PATH``).
