@@ -20,18 +20,20 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 
 
-def _gen_results():
-    spec = importlib.util.spec_from_file_location("gen_results", DOCS / "gen_results.py")
+def _generator(name: str):
+    """docs/gen_NAME.py as a module (the generators are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"gen_{name}", DOCS / f"gen_{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _gen_results():
+    return _generator("results")
 
 
 def _gen_recipes():
-    spec = importlib.util.spec_from_file_location("gen_recipes", DOCS / "gen_recipes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _generator("recipes")
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -85,10 +87,7 @@ def test_hand_edited_table_is_caught(tmp_path, monkeypatch):
 
 
 def _gen_claims():
-    spec = importlib.util.spec_from_file_location("gen_claims", DOCS / "gen_claims.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _generator("claims")
 
 
 def test_claim_table_is_up_to_date():
