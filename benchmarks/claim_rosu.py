@@ -15,7 +15,8 @@ training images (144, drawn with seed 0) are forgotten, and each has a near-dupl
 retain set (the same image plus Gaussian pixel noise σ = 0.05, clipped to [0, 1]; same label), so
 the training set has 1,581 rows. The original is the benchmark's recipe (``TrainConfig()``, 30
 epochs) with weight decay 1e-2 instead of 5e-4, and both methods run on batches of 256 instead of
-64 (every other hyper-parameter at the methods' defaults: 3 epochs, SGD lr 0.01 momentum 0.9).
+64 (every other hyper-parameter at the methods' own defaults, pinned here over the calibrated
+layer: 3 epochs, SGD lr 0.01 as an absolute step, momentum 0.9).
 Each ingredient raises the per-step cos(g_f, g_r) (the script measures the ladder, table 1, UAM at
 ρ = 1): at a well-fitted original the batch gradients are mostly noise (the default digits
 random:0.1 setting, batch 64: mean ≈ 0.13); larger batches average the noise away; a regularised
@@ -62,6 +63,7 @@ from claims_common import claim, fmt, print_verdicts, subclaim, write_results
 HIGH = "near-dup"
 FRACTION, COPIES, SIGMA, DRAW_SEED = 0.1, 1, 0.05, 0
 HIGH_WD, HIGH_BATCH = 1e-2, 256
+PAPERS_STEP = {"step_size": "absolute", "lr": 0.01}  # UAMConfig's own lr (SGD, momentum 0.9)
 ARMS = {"uam": ("uam", {}), "rosu": ("rosu", {}), "rosu κ=0.5": ("rosu", {"amp": 0.5})}
 GRIDS = {  # scenario -> arm -> ρ values (increasing)
     HIGH: {"uam": [0.5, 0.75, 1.0, 1.125, 1.25, 1.375, 1.5], "rosu": [0.5, 0.75, 1.0, 1.25, 1.5, 2.0],
@@ -145,7 +147,9 @@ def run(original, task, split, method, hparams, seed):
     ctx = RunContext()
     extra = {"trace_retain_grad": True} if method == "uam" else {}
     start = time.perf_counter()
-    model = unlearn(original, task, split, method=method, seed=seed, ctx=ctx, **hparams, **extra)
+    # the papers' absolute SGD step the scenario was built on (the calibrated image defaults use a relative
+    # step, which lowers the measured coupling to ≈ 0.46: the claim is about the method, not our defaults)
+    model = unlearn(original, task, split, method=method, seed=seed, ctx=ctx, **{**PAPERS_STEP, **hparams}, **extra)
     seconds = time.perf_counter() - start
     metrics = audit(model, task, split, ["accuracy"], ctx=AuditContext(seed=seed))
     out = {k: float(metrics[k]) for k in ("ua", "ra", "ta")}
