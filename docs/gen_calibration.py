@@ -19,11 +19,12 @@ Blocks sit between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` a
 """
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the generators' shared module
+from generated_blocks import replace_block, run  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -34,8 +35,6 @@ STUDY = ROOT / "benchmarks" / "studies" / "calibration-digits.json"
 TARGETS = ROOT / "benchmarks" / "results" / "targets.json"
 TARGETS_BEFORE = ROOT / "benchmarks" / "results" / "targets-before.json"
 EMBEDDED = ("wmdp-mini", "tofu-mini")  # embedded text benchmarks with a tune study (benchmarks/tune_embedded.py)
-BEGIN = "<!-- generated: {name} -->"
-END = "<!-- end generated -->"
 SCENARIOS = ("class:0", "random:0.1")
 NOT_FORGETTING = ("original", "retrain", "finetune")
 
@@ -167,27 +166,12 @@ def blocks() -> dict[str, str]:
 
 def render(page: str) -> str:
     for name, body in blocks().items():
-        pattern = re.compile(re.escape(BEGIN.format(name=name)) + r"\n.*?" + re.escape(END), re.S)
-        if not pattern.search(page):
-            raise SystemExit(f"{PAGE}: no block {name!r}")
-        page = pattern.sub(lambda _m: f"{BEGIN.format(name=name)}\n{body}\n{END}", page)
+        page = replace_block(page, name, f"\n{body}\n", PAGE)
     return page
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    current = PAGE.read_text(encoding="utf-8")
-    wanted = render(current)
-    if args.check:
-        if wanted != current:
-            print(f"{PAGE}: generated blocks out of date; run python docs/gen_calibration.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(wanted, encoding="utf-8")
-    print(f"wrote {PAGE}")
-    return 0
+    return run(argv, __doc__, PAGE, render, "gen_calibration.py")
 
 
 if __name__ == "__main__":

@@ -19,18 +19,20 @@ seeds compared and (with several sub-claims) the sub-claim's verdict.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the generators' shared module
+from generated_blocks import BEGIN as MARKER, END, is_current, replace_block, run  # noqa: E402
+
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = DOCS / "results.md"
-BEGIN = "<!-- generated: claims -->"
-END = "<!-- end generated -->"
+NAME = "claims"
+BEGIN = MARKER.format(name=NAME)  # this block's opening marker (tests find the block by it)
 CLAIMS = ("entangle", "lur", "ieu", "mox", "rosu", "rl_salun")  # table order: the scripts' names
 
 
@@ -108,35 +110,16 @@ def table() -> str:
 
 
 def render(text: str) -> str:
-    start = text.find(BEGIN)
-    if start < 0:
-        raise SystemExit(f"{PAGE}: no {BEGIN!r} marker")
-    body = start + len(BEGIN)
-    end = text.find(END, body)
-    if end < 0:
-        raise SystemExit(f"{PAGE}: the claims block has no {END!r} marker after it")
-    return text[:body] + table() + text[end:]
+    return replace_block(text, NAME, table(), PAGE)
 
 
 def check() -> bool:
     """True when the claim table in docs/results.md is what would be written now."""
-    current = PAGE.read_text(encoding="utf-8")
-    return current == render(current)
+    return is_current(PAGE, render)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the table is out of date")
-    args = parser.parse_args(argv)
-    if args.check:
-        if not check():
-            print(f"{PAGE}: the claim table is out of date; run python docs/gen_claims.py", file=sys.stderr)
-            return 1
-        print(f"{PAGE}: the claim table is up to date")
-        return 0
-    PAGE.write_text(render(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"wrote {PAGE}")
-    return 0
+    return run(argv, __doc__, PAGE, render, "gen_claims.py")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ What is written, all of it read from the library, nothing typed here:
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import io
 import re
@@ -31,11 +30,12 @@ import sys
 import tokenize
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the generators' shared module
+from generated_blocks import is_current, replace_block, run  # noqa: E402
+
 DOCS = Path(__file__).resolve().parent
 PAGE = DOCS / "configuration.md"
 NAME = "recipes"
-BEGIN = f"<!-- generated: {NAME} -->"
-END = "<!-- end generated -->"
 
 
 # --- citations: the comments of resolve.py ---------------------------------------------------------
@@ -218,35 +218,16 @@ def block() -> str:
 
 def render(text: str) -> str:
     """``text`` (the page) with the generated block rewritten."""
-    start = text.find(BEGIN)
-    if start < 0:
-        raise SystemExit(f"{PAGE}: no {BEGIN!r} marker")
-    body = start + len(BEGIN)
-    end = text.find(END, body)
-    if end < 0:
-        raise SystemExit(f"{PAGE}: block {NAME!r} has no {END!r} marker after it")
-    return text[:body] + block() + text[end:]
+    return replace_block(text, NAME, block(), PAGE)
 
 
 def check() -> bool:
     """Whether docs/configuration.md's block is what would be written now."""
-    current = PAGE.read_text(encoding="utf-8")
-    return render(current) == current
+    return is_current(PAGE, render)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the block is out of date")
-    args = parser.parse_args(argv)
-    if args.check:
-        if not check():
-            print(f"{PAGE}: generated block {NAME!r} out of date; run python docs/gen_recipes.py", file=sys.stderr)
-            return 1
-        print(f"{PAGE}: generated block {NAME!r} up to date")
-        return 0
-    PAGE.write_text(render(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"wrote {PAGE}")
-    return 0
+    return run(argv, __doc__, PAGE, render, "gen_recipes.py")
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the generators' shared module
+from generated_blocks import BEGIN, END, replace_block  # noqa: E402
+
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
 PAGE = DOCS / "results.md"
-BEGIN = "<!-- generated: {name} -->"
-END = "<!-- end generated -->"
 
 # the blocks, in page order: NAME -> columns to show (None: every table column the records have)
 BLOCKS: dict[str, tuple[str, ...] | None] = {
@@ -126,15 +127,7 @@ def render(text: str) -> str:
     """``text`` (the page) with every generated block rewritten from the results files."""
     runs = json.loads((RESULTS / "runs.json").read_text(encoding="utf-8"))
     for name in BLOCKS:
-        begin = BEGIN.format(name=name)
-        start = text.find(begin)
-        if start < 0:
-            raise SystemExit(f"{PAGE}: no {begin!r} marker")
-        body = start + len(begin)
-        end = text.find(END, body)
-        if end < 0:
-            raise SystemExit(f"{PAGE}: block {name!r} has no {END!r} marker after it")
-        text = text[:body] + block(name, runs) + text[end:]
+        text = replace_block(text, name, block(name, runs), PAGE)
     return text
 
 

@@ -90,6 +90,18 @@ def _gen_claims():
     return _generator("claims")
 
 
+def _assert_hand_edit_caught(gen, text: str, edited: str, page, monkeypatch) -> None:
+    """A generator whose page was hand-edited (``edited`` from ``text``) fails its check and
+    ``--check``, and rewriting restores exactly ``text`` (the prose untouched)."""
+    assert edited != text
+    page.write_text(edited, encoding="utf-8")
+    monkeypatch.setattr(gen, "PAGE", page)
+    assert not gen.check()
+    assert gen.main(["--check"]) == 1
+    assert gen.main([]) == 0 and gen.check()
+    assert page.read_text(encoding="utf-8") == text
+
+
 def test_claim_table_is_up_to_date():
     gen = _gen_claims()
     assert gen.check(), ("docs/results.md: the paper-claim table differs from benchmarks/results/claim-*.json; "
@@ -102,14 +114,7 @@ def test_claim_table_hand_edit_is_caught(tmp_path, monkeypatch):
     block = text[text.index(gen.BEGIN):text.index(gen.END, text.index(gen.BEGIN))]
     verdict = re.search(r"\*\*(reproduces|partly|not reproduced)\*\*", block).group(0)
     edited = text.replace(block, block.replace(verdict, "**reproduces (edited)**", 1))
-    assert edited != text
-    page = tmp_path / "results.md"
-    page.write_text(edited, encoding="utf-8")
-    monkeypatch.setattr(gen, "PAGE", page)
-    assert not gen.check()
-    assert gen.main(["--check"]) == 1
-    assert gen.main([]) == 0 and gen.check()  # rewriting restores it, prose untouched
-    assert page.read_text(encoding="utf-8") == text
+    _assert_hand_edit_caught(gen, text, edited, tmp_path / "results.md", monkeypatch)
 
 
 def _table_names(text: str) -> set[str]:
@@ -155,14 +160,7 @@ def test_recipe_table_hand_edit_is_caught(tmp_path, monkeypatch):
     gen = _gen_recipes()
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     edited = text.replace("| `lr` | `1e-05` |", "| `lr` | `1e-04` |", 1)
-    assert edited != text
-    page = tmp_path / "configuration.md"
-    page.write_text(edited, encoding="utf-8")
-    monkeypatch.setattr(gen, "PAGE", page)
-    assert not gen.check()
-    assert gen.main(["--check"]) == 1
-    assert gen.main([]) == 0 and gen.check()  # rewriting restores it, prose untouched
-    assert page.read_text(encoding="utf-8") == text
+    _assert_hand_edit_caught(gen, text, edited, tmp_path / "configuration.md", monkeypatch)
 
 
 def test_recipe_citations_follow_resolve_comments(tmp_path, monkeypatch):
