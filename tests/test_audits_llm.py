@@ -271,3 +271,26 @@ def test_wmdp_needs_hazard_set(tok, lm_task, split):
     with pytest.raises(ConfigError, match="hazard"):
         audit(tiny_llama(tok), lm_task, Split(source, split.forget_idx, split.retain_idx), ["wmdp"],
               ctx=AuditContext())
+
+
+def test_tofu_membership_attack_compares_qa_rows_with_qa_rows(tok, lm_task, split):
+    """Regression: a forget split that trains more rows than its QA EvalSet (tofu-mini v2's biography
+    rows) must not count those rows as members: the holdout side is QA rows only, and OpenUnlearning's
+    attack compares TOFU's forget QA with its holdout QA. Here the extra rows are memorised and the QA
+    rows are not: the attack on the QA rows cannot tell them from the holdout, the old one could."""
+    source = split.source
+    wide = Split(source, torch.arange(20), torch.arange(20, 24), spec="forget25")  # its 8 QA rows + 12 more
+    model = memorise(tiny_llama(tok, seed=0), tok, source.train.gather(torch.arange(8, 20)), optimizer=torch.optim.Adam)
+    members, non_members = tofu.membership_sets(wide)
+    assert len(members) == len(source.evals["forget25"].correct) == 8 and len(non_members) == 8
+    assert torch.equal(members.x, source.evals["forget25"].correct.x)
+    ctx = AuditContext(batch_size=16)
+    got = audit(model, lm_task, wide, ["tofu"], ctx=ctx)
+    assert got["mia_auc_mink"] == pytest.approx(tofu.min_k_auc(model, lm_task, members, non_members, ctx))
+    with_extra_rows = tofu.min_k_auc(model, lm_task, wide.forget, non_members, ctx)
+    assert with_extra_rows > 0.65 and got["mia_auc_mink"] < with_extra_rows - 0.3  # measured 0.71 vs 0.28
+    # a data source without a QA holdout keeps the whole forget split as members
+    bare = Split(DataSource(name="bare", train=source.train, test=source.test, num_classes=source.num_classes,
+                            input_shape=source.input_shape, kind="text", tokenizer=tok, evals={}),
+                 torch.arange(16), torch.arange(16, 24), spec="forget25")
+    assert torch.equal(tofu.membership_sets(bare)[0].x, bare.forget.x)

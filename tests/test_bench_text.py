@@ -53,7 +53,7 @@ def test_bench_compares_with_a_given_retain_model_or_its_logs(tmp_path, capsys, 
     from unlearnkit import load_data, make_split
     from unlearnkit.audits.base import AuditContext
     from unlearnkit.audits.reference_logs import retain_logs_json
-    from unlearnkit.audits.tofu import forget_eval_set, forget_truth_ratios, holdout_set, min_k_auc
+    from unlearnkit.audits.tofu import forget_eval_set, forget_truth_ratios, membership_sets, min_k_auc
     from unlearnkit.checkpoints import sha256_state
     from unlearnkit.models.hf import load_hf_model
     from unlearnkit.tasks.causal_lm import CausalLMTask
@@ -80,7 +80,7 @@ def test_bench_compares_with_a_given_retain_model_or_its_logs(tmp_path, capsys, 
     task, ctx = CausalLMTask(source.tokenizer), AuditContext()
     model = load_hf_model(retain)
     ratios = forget_truth_ratios(model, task, forget_eval_set(split), ctx)
-    auc = min_k_auc(model, task, split.forget, holdout_set(split), ctx)
+    auc = min_k_auc(model, task, *membership_sets(split), ctx)
     logs = tmp_path / "TOFU_EVAL.json"
     logs.write_text(retain_logs_json(ratios, auc))
     # the bench wrote the same evaluation of the retain model for later --retain-logs runs

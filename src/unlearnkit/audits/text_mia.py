@@ -46,10 +46,11 @@ Ours:
   models without dropout) and with ``torch.autograd.grad``, so it never touches ``.grad`` buffers.
   It costs one backward pass per item; ``TextMIAConfig.gradnorm_max_items`` caps the items per side.
 
-Data: members = ``split.forget``; non-members = the holdout the TOFU audit uses
-(:func:`~unlearnkit.audits.tofu.holdout_set`: ``evals["holdoutXX"]`` for a split ``forgetXX``, else
-``evals["holdout"]``, else the test set). OpenUnlearning's TOFU configs use ``forgetXX_perturbed``'s gold
-answers vs ``holdoutXX`` — the same QA.
+Data: the members and non-members the TOFU audit's attack uses
+(:func:`~unlearnkit.audits.tofu.membership_sets`: non-members ``evals["holdoutXX"]`` for a split
+``forgetXX``, else ``evals["holdout"]``, else the test set; members the forget EvalSet's QA rows when the
+non-members are QA rows too, else ``split.forget``). OpenUnlearning's TOFU configs use
+``forgetXX_perturbed``'s gold answers vs ``holdoutXX`` — the same QA.
 
 Settings: ``ctx.options["text_mia"]``, a :class:`TextMIAConfig`.
 Metrics: ``mia_<attack>_auc``, ``mia_<attack>_tpr1``, ``mia_<attack>_tpr01`` (:mod:`.metrics`).
@@ -70,7 +71,7 @@ from ..data.text import IGNORE
 from ..errors import ConfigError
 from ..tasks.base import Task
 from .base import AUDITS, AuditContext, per_example
-from .tofu import holdout_set, min_k_scores, without_final_eos
+from .tofu import membership_sets, min_k_scores, without_final_eos
 
 MIN_K = 0.4                       # OpenUnlearning's mia_min_k.yaml / mia_min_k_plus_plus.yaml
 SIGMA2_FLOOR = 1e-6               # OpenUnlearning's clamp of the Min-K%++ variance
@@ -264,7 +265,7 @@ def text_mia_scores(model, task, split: Split, ctx: AuditContext, config: TextMI
                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per attack, the (member, non-member) scores, higher = member; ``ref`` only with ``ctx.retrain``."""
     config = config or TextMIAConfig()
-    members, non_members = split.forget, holdout_set(split)
+    members, non_members = membership_sets(split)
     if len(members) == 0 or len(non_members) == 0:
         raise ConfigError(f"the text_mia audit needs forget and holdout items; split {split.spec!r} has "
                           f"{len(members)} forget and {len(non_members)} holdout")

@@ -63,7 +63,10 @@ Data (a text :class:`~unlearnkit.data.sources.DataSource`, see :mod:`unlearnkit.
 ``source.evals[split.spec]`` is the forget :class:`~unlearnkit.data.text.EvalSet` (named like the split,
 e.g. ``"forget05"``); ``"retain"``, ``"real_authors"`` and ``"world_facts"`` are optional EvalSets;
 the holdout (non-members) is ``evals["holdoutXX"]`` for a split ``forgetXX`` (or ``evals["holdout"]``),
-an EvalSet or a dataset, else ``split.test``; the members are ``split.forget``. A forget or retain
+an EvalSet or a dataset, else ``split.test``. The members are the forget EvalSet's QA rows (with their
+gold answers) when the holdout is an EvalSet too, so both sides of the attack are the same kind of row
+(OpenUnlearning: TOFU's forget QA vs its holdout QA; a forget split that also trains other rows, such
+as tofu-mini's biography rows, keeps them out of the attack), else ``split.forget``. A forget or retain
 set without paraphrases uses the gold answer as P_correct; a set without perturbed answers gets no
 truth ratio (and no forget quality).
 
@@ -365,19 +368,23 @@ def forget_eval_set(split: Split) -> EvalSet:
     return eval_set
 
 
-def holdout_set(split: Split) -> Dataset:
-    """Non-members for the membership attack: ``evals["holdoutXX"]`` for a split ``forgetXX``, else
-    ``evals["holdout"]``, else the test set."""
+def membership_sets(split: Split) -> tuple[Dataset, Dataset]:
+    """(members, non-members) of the membership attacks. Non-members: ``evals["holdoutXX"]`` for a split
+    ``forgetXX``, else ``evals["holdout"]``, else the test set. Members: the forget EvalSet's QA rows
+    (``evals[split.spec]``) when the non-members are an EvalSet's QA rows too (the same kind of row on
+    both sides), else the whole forget split."""
     evals = split.source.evals
     match = re.fullmatch(r"forget(.*)", split.spec)
     for name in ([f"holdout{match.group(1)}"] if match else []) + ["holdout"]:
         if name in evals:
-            found = evals[name]
-            return found.correct if isinstance(found, EvalSet) else found
-    return split.test
+            found, forget = evals[name], evals.get(split.spec)
+            if isinstance(found, EvalSet) and isinstance(forget, EvalSet):
+                return forget.correct, found.correct
+            return split.forget, found.correct if isinstance(found, EvalSet) else found
+    return split.forget, split.test
 
 
-def _retrain_reference(task, split, ctx, forget: EvalSet, holdout: Dataset) -> dict | None:
+def _retrain_reference(task, split, ctx, forget: EvalSet, members: Dataset, holdout: Dataset) -> dict | None:
     """The retrained (or retain-finetuned) model's forget truth ratios and Min-K AUC, computed once per
     context; without a model, those of a retain model's evaluation log (``ctx.reference_logs``)."""
     if ctx.retrain is None:
@@ -388,7 +395,7 @@ def _retrain_reference(task, split, ctx, forget: EvalSet, holdout: Dataset) -> d
         return cached[1]
     reference = {
         "truth_ratios": forget_truth_ratios(ctx.retrain, task, forget, ctx),
-        "mink_auc": min_k_auc(ctx.retrain, task, split.forget, holdout, ctx) if len(holdout) else None,
+        "mink_auc": min_k_auc(ctx.retrain, task, members, holdout, ctx) if len(holdout) else None,
     }
     ctx.cache[key] = (ctx.retrain, reference)
     return reference
@@ -424,10 +431,10 @@ def tofu_audit(model: nn.Module, task: Task, split: Split, ctx: AuditContext) ->
     if utility:
         out["model_utility"] = model_utility(utility)
 
-    holdout = holdout_set(split)
+    members, holdout = membership_sets(split)
     if len(holdout):
-        out["mia_auc_mink"] = min_k_auc(model, task, split.forget, holdout, ctx)
-    reference = _retrain_reference(task, split, ctx, forget, holdout)
+        out["mia_auc_mink"] = min_k_auc(model, task, members, holdout, ctx)
+    reference = _retrain_reference(task, split, ctx, forget, members, holdout)
     if reference is not None:
         if "truth_ratio" in f and reference["truth_ratios"] is not None:
             out["forget_quality"] = forget_quality(f["truth_ratio"], reference["truth_ratios"])
