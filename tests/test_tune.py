@@ -22,7 +22,8 @@ from unlearnkit.data.sources import DataSource
 from unlearnkit.data.text import ChoiceSet, EvalSet
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.api import build_config
-from unlearnkit.methods.base import METHODS, MethodConfig, search_dimensions
+from unlearnkit.methods.base import METHODS, FloatRange, MethodConfig, search_dimensions
+from unlearnkit.resolve import resolve_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TrialState = optuna.trial.TrialState
@@ -54,6 +55,27 @@ def test_every_method_declares_a_valid_search_space(name):
         for key, dim in dims.items():
             assert dim.contains(getattr(config, key))
         study.tell(trial, 0.0)
+
+
+def test_text_models_search_adam_scale_learning_rates():
+    """SCALE_SEARCH_SPACE replaces the SGD-sized learning-rate range of the methods' own spaces on
+    language models (a small one trained here, a pretrained one), and nothing else."""
+    config_cls = METHODS.get("npo").Config
+    image = search_dimensions(config_cls, "npo")
+    assert search_dimensions(config_cls, "npo", kind="image") == image
+    small = search_dimensions(config_cls, "npo", kind="text")
+    pretrained = search_dimensions(config_cls, "npo", kind="text", scale="pretrained")
+    assert image["lr"] == FloatRange(1e-4, 1e-1, log=True)
+    assert small["lr"] == FloatRange(1e-4, 5e-3, log=True) and pretrained["lr"] == FloatRange(1e-6, 1e-4, log=True)
+    assert {k: v for k, v in small.items() if k != "lr"} == {k: v for k, v in image.items() if k != "lr"}
+    for name in METHODS.names():  # every text default learning rate lies inside the range its tune searches
+        if name in ("original", "retrain"):
+            continue
+        for scale in ("small", "pretrained"):
+            dims = search_dimensions(METHODS.get(name).Config, name, kind="text", scale=scale)
+            config = resolve_config(name, kind="text", scale=scale, calibrated=False)
+            if "lr" in dims:
+                assert dims["lr"].contains(config.lr), f"{name}.lr at {scale}: {config.lr} outside {dims['lr']}"
 
 
 @pytest.mark.parametrize("space, message", [
@@ -325,11 +347,15 @@ def test_text_tuning_maximises_forget_quality_at_a_utility_floor(tmp_path):
 
     tok = tiny_tokenizer()
     folder = save_hf_model(tiny_llama(tok, seed=0), tok, tmp_path / "model")
-    summary = tune(TuneRequest(method="ga", data="tofu-mini", hf_model=str(folder), forget="forget05", trials=3,
+    retain = save_hf_model(tiny_llama(tok, seed=1), tok, tmp_path / "retain")  # a pretrained model's reference
+    summary = tune(TuneRequest(method="ga", data="tofu-mini", hf_model=str(folder), retain_model=str(retain),
+                               forget="forget05", trials=3,
                                quick=True, overrides={"train": {"epochs": "1"}, "ga": {"epochs": "1"}},
                                out=tmp_path / "tune"))
     assert summary["objective"]["metric"] == "forget_quality" and summary["objective"]["direction"] == "maximize"
     assert summary["objective"]["utility_floor"] is not None
+    # a pretrained language model searches learning rates around OpenUnlearning's 1e-5, not SGD's range
+    assert summary["setup"]["space"]["lr"] == repr(FloatRange(1e-6, 1e-4, log=True))
     for part in (summary["validation"], summary["test"]):
         assert {"forget_quality", "model_utility"} <= set(part["metrics"])
     assert summary["retrain"]["validation"]["forget_quality"] == 1.0  # retrain against itself

@@ -227,6 +227,8 @@ def prepare(request: TuneRequest) -> Tuning:
     halves = {half: Half(split, AuditContext(device=device, seed=request.seed, original=original, trainer=trainer,
                                              options=dict(work.audit_options)))
               for half, split in splits.items()}
+    dims = {k: d for k, d in search_dimensions(method_cls.Config, request.method, kind=source.kind,
+                                               scale=plan.scale(work)).items() if k not in fixed}
     tuning = Tuning(request, plan, source.kind, metric, direction, scenario, work, recipe, task, original, halves, dims,
                     objective_name=name)
     _reference(tuning)
