@@ -295,6 +295,34 @@ def test_cli_sets_and_bad_input():
         tune(TuneRequest(method="ga", overrides={"ga": {"lr": "0.01", "epochs": "2"}}))
 
 
+def test_the_printed_worker_command_rebuilds_the_same_request():
+    """Regression: --workers-note printed a command without the pretrained model's reference and its
+    language-model and precision flags, so a worker started from it refused to run or joined with
+    another setup. Parsing the printed command must give the request back."""
+    import argparse
+    import shlex
+
+    from unlearnkit.bench.tune import worker_command
+    from unlearnkit.bench.tune_cli import add_arguments, request_from_args
+
+    argv = ["--method", "npo", "--data", "tofu-mini", "--hf-model", "m", "--retain-model", "r", "--forget", "forget05",
+            "--trials", "7", "--seed", "2", "--out", "o", "--study", "s", "--utility-floor", "0.8",
+            "--set", "npo.beta=0.2", "--set", "train.epochs=3", "--amp", "bf16", "--gradient-checkpointing",
+            "--dtype", "bf16", "--prompt-format", "chat", "--system-prompt", "Be brief, please.", "--max-length", "128",
+            "--max-new-tokens", "32", "--reference-device", "cpu", "--lora", "8", "--lora-targets", "q_proj,v_proj",
+            "--trust-remote-code", "--log-dir", "curves", "--train-seed", "1", "--audits", "tofu"]
+
+    def parse(args):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return request_from_args(parser.parse_args(args))
+
+    request = parse(argv)
+    printed = shlex.split(worker_command(request, "s"))
+    assert printed[:2] == ["unlearnkit", "tune"]
+    assert parse(printed[2:]) == request
+
+
 # --- optional: a PostgreSQL server --------------------------------------------------------------------
 
 def _psql(sql):

@@ -136,6 +136,34 @@ def precision_of(args):
                      deterministic=args.deterministic)
 
 
+def precision_flags(precision) -> list[str]:
+    """The command-line flags that give ``precision`` back through :func:`precision_of` (defaults left out)."""
+    flags = ["--amp", precision.amp] if precision.amp != "none" else []
+    for flag, on in (("--channels-last", precision.channels_last), ("--compile", precision.compile),
+                     ("--gradient-checkpointing", precision.checkpointing),
+                     ("--fp32-master-weights", precision.master_weights), ("--deterministic", precision.deterministic)):
+        if on:
+            flags.append(flag)
+    return flags
+
+
+def lm_option_flags(lm) -> list[str]:
+    """The command-line flags that give ``lm`` back through :func:`lm_options_of` (defaults left out)."""
+    flags = []
+    for flag, value, default in (("--dtype", lm.dtype, "auto"), ("--prompt-format", lm.prompt_format, "auto"),
+                                 ("--system-prompt", lm.system_prompt, None), ("--max-length", lm.max_length, None),
+                                 ("--max-new-tokens", lm.max_new_tokens, None),
+                                 ("--reference-device", lm.reference_device, None), ("--lora", lm.lora, 0),
+                                 ("--lora-alpha", lm.lora_alpha, None), ("--lora-save", lm.lora_save, "merged")):
+        if value != default:
+            flags += [flag, str(value)]
+    if lm.lora_targets:
+        flags += ["--lora-targets", ",".join(lm.lora_targets)]
+    if lm.trust_remote_code:
+        flags.append("--trust-remote-code")
+    return flags
+
+
 def lm_options_of(args):
     """The language-model options (``--dtype``, ``--trust-remote-code``, ``--prompt-format``,
     ``--system-prompt``, ``--max-length``, ``--max-new-tokens``, ``--reference-device``)."""

@@ -42,6 +42,7 @@ from ..atomic import write_text_atomic
 from ..audits.api import audit
 from ..audits.base import AuditContext
 from ..checkpoints import load_weights, save_weights
+from ..cli_options import lm_option_flags, precision_flags
 from ..data.forget import make_split
 from ..data.split import Split
 from ..devices import resolve_device
@@ -417,6 +418,8 @@ def worker_command(request: TuneRequest, study_name: str) -> str:
     if request.storage:
         parts += ["--storage", request.storage]
     for flag, value in (("--model", request.model), ("--hf-model", request.hf_model),
+                        ("--retain-model", request.retain_model), ("--retain-logs", request.retain_logs),
+                        ("--log-dir", request.log_dir),
                         ("--device", None if request.device == "auto" else request.device)):
         if value:
             parts += [flag, str(value)]
@@ -434,4 +437,5 @@ def worker_command(request: TuneRequest, study_name: str) -> str:
             parts += ["--set", f"{target}.{key}={value}"]
     for key, value in request.data_options.items():
         parts += ["--data-option", f"{key}={value}"]
+    parts += precision_flags(request.precision) + lm_option_flags(request.lm)
     return " ".join(shlex.quote(p) for p in parts)
