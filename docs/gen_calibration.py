@@ -12,6 +12,8 @@ Inputs (written by ``benchmarks/calibration.py``):
 - ``benchmarks/studies/calibration-digits.json`` — the search: each method's grid and best point;
 - ``benchmarks/studies/{wmdp-mini,tofu-mini}.json`` — the embedded text benchmarks' tune studies
   (``benchmarks/tune_embedded.py``);
+- ``benchmarks/results/calibration-text.json`` and ``calibration-text-uncalibrated.json`` — the text
+  calibration set at the calibrated / the text kind's defaults (``benchmarks/calibration_text.py``);
 - ``benchmarks/results/targets.json`` and ``targets-before.json`` — ``benchmarks/targets.py``.
 
 Blocks sit between ``<!-- generated: NAME -->`` and ``<!-- end generated -->`` as in
@@ -32,6 +34,8 @@ PAGE = DOCS / "calibration.md"
 CALIBRATED = ROOT / "benchmarks" / "results" / "calibration-digits.json"
 PAPERS = ROOT / "benchmarks" / "results" / "calibration-digits-papers.json"
 STUDY = ROOT / "benchmarks" / "studies" / "calibration-digits.json"
+TEXT = ROOT / "benchmarks" / "results" / "calibration-text.json"
+TEXT_BEFORE = ROOT / "benchmarks" / "results" / "calibration-text-uncalibrated.json"
 TARGETS = ROOT / "benchmarks" / "results" / "targets.json"
 TARGETS_BEFORE = ROOT / "benchmarks" / "results" / "targets-before.json"
 EMBEDDED = ("wmdp-mini", "tofu-mini")  # embedded text benchmarks with a tune study (benchmarks/tune_embedded.py)
@@ -140,6 +144,41 @@ def embedded_studies() -> str:
     return "\n".join(lines).strip() or "(no study committed yet)"
 
 
+def text_calibration() -> str:
+    """The text calibration set: forget quality / model utility per method × model at the calibrated
+    defaults, ✗ where the script's criterion is not met, and the count before calibration."""
+    if not TEXT.exists():
+        return "(not measured yet)"
+    after = json.loads(TEXT.read_text(encoding="utf-8"))
+    before = json.loads(TEXT_BEFORE.read_text(encoding="utf-8")) if TEXT_BEFORE.exists() else None
+    models = list(after["originals"])
+    cell = lambda r: f"{r['forget_quality']:.1e} / {r['model_utility']:.2f}"  # noqa: E731
+    lines = ["| method | " + " | ".join(f"`{m}`" for m in models) + " | meets | before |",
+             "|" + "---|" * (len(models) + 3),
+             "| original | " + " | ".join(cell(after["originals"][m]) for m in models) + " | | |"]
+    for method, row in after["rows"].items():
+        cells = []
+        for m in models:
+            r = row["runs"].get(m, "absent")
+            cells.append("–" if r == "absent" else "diverged ✗" if r is None
+                         else cell(r) + ("" if row["meets"][m] else " ✗"))
+        old = before["rows"].get(method) if before else None
+        lines.append(f"| `{method}` | " + " | ".join(cells) + f" | {row['passed']}/{row['cells']} | "
+                     + (f"{old['passed']}/{old['cells']}" if old else "") + " |")
+    met = sum(row["passed"] == row["cells"] for row in after["rows"].values())
+    was = sum(row["passed"] == row["cells"] for row in before["rows"].values()) if before else None
+    crit = after["criterion"]
+    lines += ["", f"Forget quality / model utility on `{after['scenario']}` ({after['half']} half). ✗: the criterion "
+              f"is not met (forget quality ≥ {crit['forget_quality_factor']:g} × that model's original's and model "
+              f"utility ≥ {crit['utility_fraction']:g} × the original's). Methods meeting it on every model: "
+              f"**{met} of {len(after['rows'])}** at the calibrated defaults"
+              + (f", **{was} of {len(before['rows'])}** at the text kind's defaults before (column *before*)" if before else "")
+              + f". Command: `python {after['script']} {' '.join(after['argv'])}` ({after['seconds']:.0f} s)"
+              + (f"; before: `python {before['script']} {' '.join(before['argv'])}` ({before['seconds']:.0f} s)" if before else "")
+              + ". The SmolLM2 column is the real-model benchmark's run at the pretrained defaults, the same in both."]
+    return "\n".join(lines)
+
+
 def targets() -> str:
     lines = ["| benchmark | target | before (the previous defaults, all held-out data) | after (calibrated, test half) |",
              "|---|---|---|---|"]
@@ -161,6 +200,7 @@ def blocks() -> dict[str, str]:
             "calibration-table": side_by_side(papers, calibrated),
             "calibration-values": values_table(papers, calibrated, study),
             "embedded-studies": embedded_studies(),
+            "calibration-text": text_calibration(),
             "targets": targets()}
 
 
