@@ -70,11 +70,13 @@ CALIBRATED: dict[str, dict[str, dict[str, Any]]] = {
         "entangle": {"alpha": 0.18877806700539604, "phase1_epochs": 4, "phase1_lr": 0.0004649580020506836, "phase2_epochs": 1, "phase2_lr": 6.020272458054606e-06},  # validation: forget quality 0.036 at utility 0.882
         "ga": {"epochs": 1, "lr": 0.0030243366651924912},  # validation: forget quality 0.036 at utility 0.837
         "graddiff": {"alpha": 0.16515956480297603, "epochs": 4, "lr": 0.0005305569574620017, "retain_loss": "kl"},  # validation: forget quality 0.00059 at utility 0.866
+        "idk": {"alpha": 0.4582684688693615, "epochs": 10, "lr": 0.0006517805439204111},  # validation: forget quality 3.4e-08 at utility 0.843
         "ieu": {"ascent_weight": 0.8213442708373082, "decay": 1.1380824295547403, "epochs": 2, "lr": 0.0014145212614842554, "noise_sigma": 0.012345979729189764, "repair_epochs": 0},  # validation: forget quality 4e-05 at utility 0.855
         "lur": {"alpha": 0.0467161380731295, "epochs": 9, "forget_weight": 0.088203232109666, "lr": 0.001407461178144378, "unlearn_loss": "ga"},  # validation: forget quality 0.29 at utility 0.850
         "mox": {"alpha": 8.0, "epochs": 9, "eta": 0.8470225812081168, "kl_weight": 0.6126183094439652, "lr": 0.00046396286998262403},  # validation: forget quality 0.91 at utility 0.842
         "npo": {"alpha": 2.3739730125025833, "beta": 0.31627008097390436, "epochs": 6, "lr": 0.0017562318182795},  # validation: forget quality 0.71 at utility 0.840
         "rmu": {"alpha": 3.0, "epochs": 10, "lr": 0.001, "steering_coeff": 2.0},  # validation: forget quality 1.6e-06 at utility 0.858
+        "rosu": {"amp": 0.7464554222418097, "epochs": 6, "lr": 0.00012107446890616, "rho": 3.6040648214739153},  # validation: forget quality 0.16 at utility 0.863
         "simnpo": {"beta": 1.345979559286733, "epochs": 10, "gamma": 0.6178841853577687, "lr": 0.0006517805439204111},  # validation: forget quality 0.71 at utility 0.860
     },
 }
