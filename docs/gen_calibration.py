@@ -165,6 +165,12 @@ def text_calibration() -> str:
         old = before["rows"].get(method) if before else None
         lines.append(f"| `{method}` | " + " | ".join(cells) + f" | {row['passed']}/{row['cells']} | "
                      + (f"{old['passed']}/{old['cells']}" if old else "") + " |")
+    def column(result, model):
+        return sum(bool(row["meets"].get(model)) for row in result["rows"].values())
+
+    lines.append("| **methods meeting it** | " + " | ".join(
+        f"**{column(after, m)}** / {len(after['rows'])}" + (f" (before {column(before, m)})" if before else "")
+        for m in models) + " | | |")
     met = sum(row["passed"] == row["cells"] for row in after["rows"].values())
     was = sum(row["passed"] == row["cells"] for row in before["rows"].values()) if before else None
     crit = after["criterion"]

@@ -47,7 +47,7 @@ REFERENCE = "retrain"
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {},
     # ours: AdamW at 1e-3, batch 32, no weight decay — measured on tofu-mini's 0.7 M-parameter Llama
-    # (README: the text defaults are untuned beyond that)
+    # (the embedded text benchmarks take their own tune studies over these: calibrated.py)
     "text": {"optimizer": "adamw", "lr": 1e-3, "batch_size": 32, "momentum": 0.9, "weight_decay": 0.0},
 }
 
