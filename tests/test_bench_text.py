@@ -161,7 +161,11 @@ def test_methods_declare_their_text_defaults_and_the_user_overrides_them():
     recipe = LMTrainConfig()
     assert plan.method_config("finetune", 0, recipe, text).epochs == 3
     assert plan.method_config("finetune", 0, recipe, image).epochs == 10
-    assert plan.method_config("rosu", 0, recipe, text).epochs == 1  # inherited from UAM's config
+    own = BenchPlan(data="tofu:my-tofu")  # a user's text data: no benchmark's calibration applies
+    assert own.method_config("rosu", 0, recipe, text).epochs == 1  # inherited from UAM's config
+    # tofu-mini itself takes its own tune study's value over the kind default (unlearnkit.calibrated)
+    from unlearnkit.calibrated import CALIBRATED
+    assert plan.method_config("rosu", 0, recipe, text).epochs == CALIBRATED["tofu-mini"]["rosu"]["epochs"] != 1
     assert plan.method_config("finetune", 0, recipe, text).optimizer == "adamw"  # workload default kept
     user = BenchPlan(data="tofu-mini", overrides={"finetune": {"epochs": "7"}})
     assert user.method_config("finetune", 0, recipe, text).epochs == 7

@@ -1,5 +1,6 @@
 """One resolver of hyper-parameters (unlearnkit.resolve) and one CLI grammar: the Python API and every
 command get the same config for the same data kind, preset and overrides."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -44,10 +45,12 @@ def test_api_and_cli_resolve_identical_configs_for_every_method(data, kind, caps
     assert set(by_method) == set(methods)
     task = uk.ClassificationTask(10) if kind == "image" else uk.CausalLMTask(tok)
     assert task.kind == kind
+    # the API reads the benchmark's name from the split's source (its calibrated values, e.g. tofu-mini's)
+    named = dataclasses.replace(class_split, source=dataclasses.replace(class_split.source, name=data))
     for method in methods:
         cli = by_method[method]["config"]
-        assert resolve_config(method, kind=kind, seed=0).to_dict() == cli, method
-        assert _captured_unlearn_config(monkeypatch, task, class_split, method) == cli, method
+        assert resolve_config(method, kind=kind, seed=0, data=data).to_dict() == cli, method
+        assert _captured_unlearn_config(monkeypatch, task, named, method) == cli, method
         assert by_method[method]["kind"] == kind
     # the text layer really differs from the image one (so the test above could fail)
     assert by_method["ga"]["config"]["optimizer"] == ("adamw" if kind == "text" else "sgd")
