@@ -55,13 +55,19 @@ CALIBRATED: dict[str, dict[str, dict[str, Any]]] = {
     },
     # each method's `unlearnkit tune` study on wmdp-mini (benchmarks/tune_embedded.py): the best feasible
     # trial (hazard accuracy at general accuracy >= 0.95 x the original's, validation half); ga has no
-    # feasible trial (the least violating one)
+    # feasible trial (the least violating one). ga, graddiff, lur, npo, rmu, simnpo: 12 trials in the
+    # methods' own lr ranges; entangle, idk, ieu, mox, rosu: 16 trials in the Adam-sized text range
     "wmdp-mini": {
+        "entangle": {"alpha": 0.5057613962722014, "phase1_epochs": 4, "phase1_lr": 0.0009024914461473052, "phase2_epochs": 5, "phase2_lr": 2.364531112591893e-06},
         "ga": {"epochs": 9, "lr": 0.00014016907816835644},
         "graddiff": {"alpha": 0.4582684688693615, "epochs": 10, "lr": 0.002738548776139996, "retain_loss": "nll"},
+        "idk": {"alpha": 9.00343650778586, "epochs": 4, "lr": 0.004502738963005248},
+        "ieu": {"ascent_weight": 0.6539928583051348, "decay": 0.336232676045463, "epochs": 4, "lr": 0.0029191994151397693, "noise_sigma": 0.003735999714482932, "repair_epochs": 0},
         "lur": {"alpha": 0.1, "epochs": 10, "forget_weight": 0.25, "lr": 0.001, "unlearn_loss": "ga"},
+        "mox": {"alpha": 4.0, "epochs": 7, "eta": 0.8569506565431783, "kl_weight": 2.0342246893412423, "lr": 0.0006204510528711129},
         "npo": {"alpha": 1.7209504678884493, "beta": 0.04582684688693616, "epochs": 10, "lr": 0.002738548776139996},
         "rmu": {"alpha": 3.5784419720161083, "epochs": 7, "lr": 0.041696137111085545, "steering_coeff": 4.33047839612555},
+        "rosu": {"amp": 0.07234382047161472, "epochs": 6, "lr": 0.0012311941170598942, "rho": 0.26222826160759577},
         "simnpo": {"beta": 0.6929783213782025, "epochs": 4, "gamma": 0.08799014795205107, "lr": 0.0019042071927315826},
     },
     # each method's `unlearnkit tune` study on tofu-mini v2 (benchmarks/tune_embedded.py, forget05): the best
