@@ -68,6 +68,10 @@ def test_text_models_search_adam_scale_learning_rates():
     assert image["lr"] == FloatRange(1e-4, 1e-1, log=True)
     assert small["lr"] == FloatRange(1e-4, 5e-3, log=True) and pretrained["lr"] == FloatRange(1e-6, 1e-4, log=True)
     assert {k: v for k, v in small.items() if k != "lr"} == {k: v for k, v in image.items() if k != "lr"}
+    # a method may declare its own range on a kind of model (rmu: a loss on hidden states)
+    rmu = METHODS.get("rmu").Config
+    assert search_dimensions(rmu, "rmu", kind="text")["lr"] == FloatRange(1e-4, 1e-1, log=True)
+    assert search_dimensions(rmu, "rmu", kind="text", scale="pretrained")["lr"] == FloatRange(1e-6, 1e-4, log=True)
     for name in METHODS.names():  # every text default learning rate lies inside the range its tune searches
         if name in ("original", "retrain"):
             continue

@@ -81,7 +81,7 @@ CALIBRATED: dict[str, dict[str, dict[str, Any]]] = {
         "lur": {"alpha": 0.0467161380731295, "epochs": 9, "forget_weight": 0.088203232109666, "lr": 0.001407461178144378, "unlearn_loss": "ga"},  # validation: forget quality 0.29 at utility 0.850
         "mox": {"alpha": 8.0, "epochs": 9, "eta": 0.8470225812081168, "kl_weight": 0.6126183094439652, "lr": 0.00046396286998262403},  # validation: forget quality 0.91 at utility 0.842
         "npo": {"alpha": 2.3739730125025833, "beta": 0.31627008097390436, "epochs": 6, "lr": 0.0017562318182795},  # validation: forget quality 0.71 at utility 0.840
-        "rmu": {"alpha": 3.0, "epochs": 10, "lr": 0.001, "steering_coeff": 2.0},  # validation: forget quality 1.6e-06 at utility 0.858
+        "rmu": {"alpha": 4.012788059784537, "epochs": 9, "lr": 0.0122400889541672, "steering_coeff": 1.068006414870398},  # validation: forget quality 0.71 at utility 0.832
         "rosu": {"amp": 0.7464554222418097, "epochs": 6, "lr": 0.00012107446890616, "rho": 3.6040648214739153},  # validation: forget quality 0.16 at utility 0.863
         "simnpo": {"beta": 1.345979559286733, "epochs": 10, "gamma": 0.6178841853577687, "lr": 0.0006517805439204111},  # validation: forget quality 0.71 at utility 0.860
     },
