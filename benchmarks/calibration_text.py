@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/calibration_text.py table --out benchmarks/results/calibration-text.json
     OMP_NUM_THREADS=1 python benchmarks/calibration_text.py table --uncalibrated --out benchmarks/results/calibration-text-uncalibrated.json
+    OMP_NUM_THREADS=1 python benchmarks/calibration_text.py table --methods rmu --update --out benchmarks/results/calibration-text.json
 
 The calibration set (:data:`ORIGINALS`), all on tofu-mini's data and its ``forget05`` split (split seed 0):
 
@@ -223,6 +224,9 @@ def main(argv=None) -> int:
     tab.add_argument("--methods", default="", help="comma-separated (default: the text benchmark's)")
     tab.add_argument("--uncalibrated", action="store_true", help="without the calibrated layer")
     tab.add_argument("--out", help="write the figures here (JSON)")
+    tab.add_argument("--update", action="store_true",
+                     help="replace only the rows of --methods in an existing --out file (its other rows are kept; "
+                          "the command is appended to its 'updates')")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
@@ -237,6 +241,16 @@ def main(argv=None) -> int:
     add_smollm2(result)
     result["seconds"] = round(time.time() - start, 1)
     result["machine"] = {"cpus": torch.get_num_threads(), "platform": platform.platform()}
+    if args.update:
+        if not args.out or not Path(args.out).exists():
+            parser.error("--update needs an existing --out file")
+        old = json.loads(Path(args.out).read_text())
+        if old["calibrated"] != result["calibrated"] or old["originals"] != result["originals"]:
+            parser.error(f"{args.out} was measured with other settings or originals: rerun it whole")
+        old["rows"].update(result["rows"])
+        old.setdefault("updates", []).append({"argv": result["argv"], "seconds": result["seconds"],
+                                              "methods": list(result["rows"])})
+        result = old
     print(format_table(result))
     print(f"{time.time() - start:.0f} s")
     if args.out:

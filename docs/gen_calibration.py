@@ -181,6 +181,9 @@ def text_calibration() -> str:
               + (f", **{was} of {len(before['rows'])}** at the text kind's defaults before (column *before*)" if before else "")
               + f". Command: `python {after['script']} {' '.join(after['argv'])}` ({after['seconds']:.0f} s)"
               + (f"; before: `python {before['script']} {' '.join(before['argv'])}` ({before['seconds']:.0f} s)" if before else "")
+              + "".join(f"; rows of {', '.join(u['methods'])} re-measured after their study changed: "
+                        f"`python {after['script']} {' '.join(u['argv'])}` ({u['seconds']:.0f} s)"
+                        for u in after.get("updates", []))
               + ". The SmolLM2 column is the real-model benchmark's run at the pretrained defaults, the same in both."]
     return "\n".join(lines)
 
