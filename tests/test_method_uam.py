@@ -214,7 +214,7 @@ def test_optimized_steps_match_a_straightforward_computation(task, class_split, 
 
 
 def test_inner_products_match_flat_float64_in_any_chunking(monkeypatch):
-    from unlearnkit.methods import minmax
+    from unlearnkit.methods import gradients
 
     gen = torch.Generator().manual_seed(0)
     shapes = [(5, 3), (7,), (2, 3, 4), (1,), (40,)]
@@ -223,9 +223,9 @@ def test_inner_products_match_flat_float64_in_any_chunking(monkeypatch):
     pairs = [(0, 0), (0, 1), (2, 1), (2, 2)]
     want = [float(flat[i] @ flat[j]) for i, j in pairs]
     for chunk in (1, 10, 30, 1 << 16):  # one tensor at a time, several chunks, all in one
-        monkeypatch.setattr(minmax, "INNER_PRODUCT_CHUNK", chunk)
-        assert minmax.inner_products(vectors, pairs) == pytest.approx(want, rel=1e-13)
-    assert minmax.inner_products([vectors[0], None], [(0, 0)]) == pytest.approx(want[:1], rel=1e-13)
+        monkeypatch.setattr(gradients, "INNER_PRODUCT_CHUNK", chunk)
+        assert gradients.inner_products(vectors, pairs) == pytest.approx(want, rel=1e-13)
+    assert gradients.inner_products([vectors[0], None], [(0, 0)]) == pytest.approx(want[:1], rel=1e-13)
 
 
 @pytest.mark.parametrize("name", ["uam", "rosu"])

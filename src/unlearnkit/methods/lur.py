@@ -57,7 +57,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError
 from .base import MethodConfig, register
-from .gradients import at_params, grads_of, hvp, stat_buffers, trainable
+from .gradients import at_params, grads_of, hvp, inner_products, set_grads, stat_buffers, trainable
 from .loop import LoopMethod, check_finite
 
 
@@ -136,9 +136,6 @@ def lookahead_gradient(model: nn.Module, task, batches: dict, config: LURConfig,
     with _lookahead_buffers(model, config.lookahead_bn) as buffers:
         loss_out = outer(at_params(model, fast, buffers))                 # L_out(θ')
     g_out = grads_of(loss_out, fast, retain_graph=False)                  # ∇L_out(θ')
-    # imported here: importing minmax at the top would register uam before lur (the registry's order)
-    from .minmax import inner_products
-
     g_in_value = [g.detach() for g in g_in]
     g_u, g_r = (g_out, g_in_value) if config.lookahead == "retain" else (g_in_value, g_out)
     uu, rr, ur = inner_products([g_u, g_r], [(0, 0), (1, 1), (0, 1)])  # before g_out is overwritten below
@@ -174,7 +171,6 @@ class LUR(LoopMethod):
         with kernels:
             objective, grad, cos = lookahead_gradient(model, task, batches, config, ctx.generator, log=ctx.log)
         check_finite(objective, self.name, step)
-        for p, g in zip(trainable(model), grad):  # ∇J (fresh tensors, handed over uncopied); the loop clips and steps
-            p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
+        set_grads(trainable(model), grad, copy=False)  # ∇J (fresh tensors, handed over); the loop clips and steps
         ctx.record("cos_unlearn_retain", cos)
         return objective

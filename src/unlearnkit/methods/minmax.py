@@ -49,15 +49,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 
 from .. import distributed
 from ..data.dataset import num_batches
 from ..errors import ConfigError
 from .base import MethodConfig, RunContext, register
-from .gradients import Grads, grads_of, trainable
+from .gradients import Grads, grads_of, inner_products, scale, set_grads, trainable
 from .loop import LoopMethod, check_finite
 from .npo import negative_preference
 from .reference_model import frozen_copy
@@ -67,58 +65,14 @@ from .reference_model import frozen_copy
 # The perturbation math, as pure functions over gradient lists
 # ---------------------------------------------------------------------------------------------
 
-# elements flattened together for :func:`inner_products` (512 KiB per vector in float64): few kernel
-# launches for small models, cache-sized temporaries for large ones (measured on CPU: 64 Ki elements
-# beat both one tensor at a time and 2 Mi-element chunks on the cnn and on tiny-llama)
-INNER_PRODUCT_CHUNK = 1 << 16
-
-
-def _chunks(tensors: Sequence[torch.Tensor], size: int) -> list[tuple[int, int]]:
-    """Consecutive index ranges of ``tensors`` holding about ``size`` elements each (one tensor at least)."""
-    ranges, start, count = [], 0, 0
-    for i, t in enumerate(tensors):
-        if count and count + t.numel() > size:
-            ranges.append((start, i))
-            start, count = i, 0
-        count += t.numel()
-    if start < len(tensors):
-        ranges.append((start, len(tensors)))
-    return ranges
-
-
-def inner_products(vectors: Sequence[Grads | None], pairs: Sequence[tuple[int, int]]) -> list[float]:
-    """⟨vectors[i], vectors[j]⟩ for each ``(i, j)`` in ``pairs``, over all tensors, in float64 (the
-    products and their sums, as ``gradients.dot``/``gram``), with one host read at the end. The
-    tensors are flattened together in chunks of about ``INNER_PRODUCT_CHUNK`` elements, each chunk of
-    each vector involved converted once, so a product costs one ``torch.dot`` per chunk (one for a
-    small model), where ``dot`` converts both sides tensor by tensor for every product and ``gram``
-    stacks and converts every vector it is given. Vectors no pair names may be None. UAM, ROSU and
-    LUR take their per-step inner products here."""
-    if not pairs:
-        return []
-    used = sorted({i for pair in pairs for i in pair})
-    rows = []
-    for start, stop in _chunks(vectors[used[0]], INNER_PRODUCT_CHUNK):
-        wide = {i: torch.cat([t.detach().reshape(-1) for t in vectors[i][start:stop]]).double() for i in used}
-        rows.append(torch.stack([torch.dot(wide[i], wide[j]) for i, j in pairs]))
-    if not rows:
-        return [0.0] * len(pairs)
-    return (rows[0] if len(rows) == 1 else torch.stack(rows).sum(0)).tolist()
-
-
 # run state key: inner products the perturbation computed, {(i, j): value} over [g_f, ε, g_r], for the trace
 KNOWN_PRODUCTS = "_known_products"
-
-
-def scaled(alpha: float, x: Grads) -> Grads:
-    """alpha·x as a new list (one ``_foreach`` kernel launch; ``gradients.scale`` without the per-tensor loop)."""
-    return list(torch._foreach_mul(list(x), float(alpha))) if x else []
 
 
 def uam_perturbation(g_f: Grads, rho: float) -> Grads:
     """UAM's (and SAM's) inner step: ε = ρ·g_f / (‖g_f‖₂ + 1e-16), the norm over all tensors."""
     (sq_norm,) = inner_products([g_f], [(0, 0)])
-    return scaled(rho / (math.sqrt(sq_norm) + 1e-16), g_f)
+    return scale(rho / (math.sqrt(sq_norm) + 1e-16), g_f)
 
 
 def cosine_rho(rho: float, step: int, total: int, start: int = 0) -> float:
@@ -297,7 +251,7 @@ class UAM(LoopMethod):
         direction = self.outer_direction(d, config, state)
         # the loop then steps θ ← θ − η·(d). The gradients are fresh tensors: handed over as they are,
         # but a copy where d is also kept (clipping or a pre-step hook may scale .grad in place)
-        _set_fresh_grads(params, direction, copy=kept and direction is d)
+        set_grads(params, direction, copy=kept and direction is d)
         return loss_r.detach()
 
     @staticmethod
@@ -336,10 +290,3 @@ def _anchor_copy(params: list[torch.Tensor], state: dict) -> list[torch.Tensor]:
         torch._foreach_copy_(anchor, params)
     return anchor
 
-
-def _set_fresh_grads(params: Sequence[torch.Tensor], grads: Grads, *, copy: bool) -> None:
-    """Write ``grads`` (tensors no one else holds, unless ``copy``) into ``.grad`` without the copy
-    ``gradients.set_grads`` makes; cast where a dtype differs, as it does."""
-    for p, g in zip(params, grads):
-        g = g.detach()
-        p.grad = g.to(p.dtype) if g.dtype != p.dtype else g.clone() if copy else g

@@ -50,8 +50,8 @@ import torch
 
 from ..errors import ConfigError
 from .base import register
-from .gradients import Grads
-from .minmax import KNOWN_PRODUCTS, UAM, UAMConfig, inner_products, scaled, uam_perturbation
+from .gradients import Grads, inner_products, scale
+from .minmax import KNOWN_PRODUCTS, UAM, UAMConfig, uam_perturbation
 
 
 def _project_out(g_f: Grads, g_r: Grads, per_layer: bool) -> tuple[Grads, tuple[float, float, float] | None]:
@@ -99,13 +99,13 @@ def retain_neutral_direction(g_f: Grads, g_r: Grads, *, per_layer: bool = False,
                              tol: float = 1e-4) -> Grads | None:
     """u = P g_f / ‖P g_f‖, or None when ‖P g_f‖ ≤ tol·‖g_f‖ (g_f ∥ g_r, or g_f = 0)."""
     found = _neutral(g_f, g_r, per_layer, tol)
-    return None if found is None else scaled(1.0 / found[1], found[0])  # u
+    return None if found is None else scale(1.0 / found[1], found[0])  # u
 
 
 def perturbation_from_direction(u: Grads | None, g_f: Grads, rho: float, fallback: str = "zero") -> Grads:
     """ε* = ρ·u; when u is undefined, ε = 0 (``"zero"``) or UAM's ρ·g_f/‖g_f‖ (``"uam"``)."""
     if u is not None:
-        return scaled(rho, u)
+        return scale(rho, u)
     if fallback == "uam":
         return uam_perturbation(g_f, rho)
     return [torch.zeros_like(g) for g in g_f]
@@ -119,7 +119,7 @@ def _orthogonal_perturbation(g_f: Grads, g_r: Grads, rho: float, fallback: str, 
     if found is None:
         return perturbation_from_direction(None, g_f, rho, fallback), None
     p, p_norm = found
-    return scaled(rho / p_norm, p), found
+    return scale(rho / p_norm, p), found
 
 
 def retain_orthogonal_perturbation(g_f: Grads, g_r: Grads, rho: float, *, fallback: str = "zero",
@@ -180,7 +180,7 @@ class ROSU(UAM):
         state["parallel"] = found is None  # g_f ∥ g_r: no retain-neutral direction, the fallback's ε
         # the retain-neutral unit direction u = P g_f/‖P g_f‖, built only for the amplification
         # (None when g_f ∥ g_r, or with amp = 0, where nothing reads it)
-        state["u"] = scaled(1.0 / found[1], found[0]) if found is not None and config.amp else None
+        state["u"] = scale(1.0 / found[1], found[0]) if found is not None and config.amp else None
         return eps
 
     def outer_direction(self, d, config, state):
