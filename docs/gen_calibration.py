@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the generators' shared module
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the criterion's one definition
+from calibration import SCENARIOS, meets  # noqa: E402
 from generated_blocks import replace_block, run  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
@@ -39,16 +41,6 @@ TEXT_BEFORE = ROOT / "benchmarks" / "results" / "calibration-text-uncalibrated.j
 TARGETS = ROOT / "benchmarks" / "results" / "targets.json"
 TARGETS_BEFORE = ROOT / "benchmarks" / "results" / "targets-before.json"
 EMBEDDED = ("wmdp-mini", "tofu-mini")  # embedded text benchmarks with a tune study (benchmarks/tune_embedded.py)
-SCENARIOS = ("class:0", "random:0.1")
-NOT_FORGETTING = ("original", "retrain", "finetune")
-
-
-def _meets(scenario: str, metrics: dict | None, method: str) -> bool:
-    if metrics is None:
-        return False
-    if scenario.startswith("class") and method not in NOT_FORGETTING:
-        return metrics["ua"] >= 90.0 and metrics["ra"] >= 90.0
-    return metrics["ra"] >= 90.0
 
 
 def _cell(metrics: dict | None, ok: bool, scenario: str) -> str:
@@ -69,7 +61,7 @@ def side_by_side(papers: dict, calibrated: dict) -> str:
                 continue
             cells = [method if label == "papers'" else "", label]
             for m in models:
-                parts = [_cell(source["runs"][m][s], _meets(s, source["runs"][m][s], method), s) for s in SCENARIOS]
+                parts = [_cell(source["runs"][m][s], meets(s, source["runs"][m][s], method), s) for s in SCENARIOS]
                 cells.append(" · ".join(parts))
             cells.append(f"{source['passed']}/{source['cells']}")
             lines.append("| " + " | ".join(cells) + " |")
